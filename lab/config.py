@@ -1,0 +1,171 @@
+"""Typed, validated run configurations and the named presets."""
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+
+from .errors import ConfigError
+
+# Number of classes of every dataset `lab.data.load_dataset` knows.
+DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "digits": 10}
+# The dataset a notebook uses when its DATASET parameter is None.
+PROFILE_DATASET = {"smoke": "digits", "paper": "cifar10"}
+
+
+def opt(default, *, lo=None, hi=None, lo_open=False, hi_open=False, choices=None, identity=True):
+    """A config field with its valid range or choices.
+
+    Args:
+        lo, hi: inclusive bounds (exclusive with `lo_open` / `hi_open`); None = unbounded.
+        choices: the allowed values, for categorical fields.
+        identity: False for fields that do not change what a run computes
+            (step budget, device, logging), so they are left out of the run's hash.
+    """
+    meta = dict(lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, choices=choices, identity=identity)
+    return field(default=default, metadata=meta)
+
+
+def _type_ok(value, tp) -> bool:
+    if tp is typing.Any:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, t) for t in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is float:  # an int is a fine float, a bool is not
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+class Config:
+    """Mixin for config dataclasses: validation, dict round-trip, identity for hashing."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            self._check(f, getattr(self, f.name))
+
+    def _check(self, f, v):
+        name = f"{type(self).__name__}.{f.name}"
+        if not _type_ok(v, f.type):
+            raise ConfigError(f"{name} must be of type {getattr(f.type, '__name__', f.type)}, got {v!r}.")
+        m = f.metadata
+        if m.get("choices") is not None and v not in m["choices"]:
+            raise ConfigError(f"{name} must be one of {list(m['choices'])}, got {v!r}.")
+        if v is None or isinstance(v, (str, bool)):
+            return
+        lo, hi = m.get("lo"), m.get("hi")
+        too_low = lo is not None and (v <= lo if m["lo_open"] else v < lo)
+        too_high = hi is not None and (v >= hi if m["hi_open"] else v > hi)
+        if too_low or too_high:
+            lb = "(" if m["lo_open"] else "["
+            rb = ")" if m["hi_open"] else "]"
+            rng = f"{lb}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{rb}"
+            raise ConfigError(f"{name} must lie in {rng}, got {v!r}.")
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Build from a dict; unknown keys are an error (a typo must not be silently ignored)."""
+        cls._reject_unknown(d)
+        return cls(**d)
+
+    def replace(self, **changes):
+        """A copy with some fields changed, validated like a new config."""
+        self._reject_unknown(changes)
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def _reject_unknown(cls, d):
+        names = [f.name for f in fields(cls)]
+        for key in d:
+            if key not in names:
+                raise ConfigError(f"Unknown key {key!r} for {cls.__name__}; valid keys are: {', '.join(names)}.")
+
+    def identity(self) -> dict:
+        """The fields that define what a run computes (what its hash is taken over)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("identity", True)}
+
+    @property
+    def kind(self) -> str:
+        """Short name of the run family, used as the run store's sub-folder."""
+        return type(self).KIND
+
+
+@dataclass
+class GANConfig(Config):
+    """Class-conditional BigGAN for 32x32 images (defaults: BigGAN-PyTorch's CIFAR script)."""
+
+    KIND: typing.ClassVar[str] = "gan"
+
+    # --- Data ---
+    dataset: str = opt("cifar10", choices=tuple(DATASET_CLASSES))  # training set (its train split)
+    data_root: str = opt("data", identity=False)  # folder holding the dataset files
+    hflip: bool = opt(False)  # random horizontal flips of real images (the CIFAR script uses none)
+    # --- Architecture ---
+    block: str = opt("add", choices=("add", "concat"))  # residual merge: F(x)+s(x) or Conv1x1([F(x), s(x)])
+    g_ch: int = opt(64, lo=1)  # G width unit; its 3 up-blocks carry 4*g_ch channels
+    d_ch: int = opt(64, lo=1)  # D width unit; its 4 blocks carry 4*d_ch channels
+    z_dim: int = opt(128, lo=1)  # latent size
+    shared_dim: int = opt(0, lo=0)  # 0: a class embedding per cond. BN (CIFAR); >0: shared embedding + hierarchical z
+    attn: bool = opt(False)  # self-attention at 16x16 in G and D (off for CIFAR)
+    init: str = opt("N02", choices=("N02", "ortho"))  # weight init: N(0, 0.02) or orthogonal
+    bn_eps: float = opt(1e-5, lo=0, lo_open=True)  # BatchNorm epsilon
+    sn_eps: float = opt(1e-8, lo=0, lo_open=True)  # epsilon of the spectral-norm power iteration
+    # --- Optimisation ---
+    batch_size: int = opt(50, lo=1)  # real (and fake) images per D step, fakes per G step
+    d_steps: int = opt(4, lo=1)  # D updates per G update
+    g_lr: float = opt(2e-4, lo=0, lo_open=True)  # Adam learning rate of G
+    d_lr: float = opt(2e-4, lo=0, lo_open=True)  # Adam learning rate of D
+    beta1: float = opt(0.0, lo=0, hi=1, hi_open=True)  # Adam beta1 (G and D)
+    beta2: float = opt(0.999, lo=0, hi=1, hi_open=True)  # Adam beta2 (G and D)
+    adam_eps: float = opt(1e-8, lo=0, lo_open=True)  # Adam epsilon
+    ema_decay: float = opt(0.9999, lo=0, hi=1)  # decay of the EMA copy of G
+    ema_start: int = opt(1000, lo=0)  # G step from which the EMA averages; before it the EMA copies G
+    seed: int = opt(0, lo=0)  # seeds weights, noise and data order
+    # --- Budget and runtime (not part of the run's identity) ---
+    steps: int = opt(125_000, lo=1, identity=False)  # total G steps (500 epochs of CIFAR at 200 images per G step)
+    device: str = opt("auto", identity=False)  # "auto" (CUDA if present), "cpu", "cuda", "cuda:1", ...
+    precision: str = opt("auto", choices=("auto", "fp32", "bf16"), identity=False)  # auto: bf16 autocast on CUDA
+    channels_last: str = opt("auto", choices=("auto", "on", "off"), identity=False)  # auto: on for CUDA
+    compile: bool = opt(False, identity=False)  # torch.compile G and D
+    log_every: int = opt(50, lo=1, identity=False)  # G steps between stats.jsonl lines (the only host syncs)
+    ckpt_every: int = opt(1000, lo=1, identity=False)  # G steps between checkpoints
+    grid_every: int = opt(1000, lo=1, identity=False)  # G steps between sample grids of the fixed noise
+
+    @property
+    def num_classes(self) -> int:
+        return DATASET_CLASSES[self.dataset]
+
+
+# --- Presets -------------------------------------------------------------------------
+# Paper profile: BigGAN-PyTorch's launch_cifar_ema.sh (ch 64, batch 50, 4 D steps, Adam 2e-4
+# betas (0, 0.999), EMA 0.9999 from step 1000, 500 epochs = 125k G steps).
+_PAPER = dict(steps=125_000)
+# Smoke profile: the same architecture at a quarter of the width on the embedded digits;
+# a few hundred G steps on a laptop CPU.
+_SMOKE = dict(
+    dataset="digits", g_ch=16, d_ch=16, batch_size=32, d_steps=2, ema_start=50, ema_decay=0.99,
+    steps=300, log_every=10, ckpt_every=100, grid_every=100,
+)
+
+PRESETS = {
+    "digits-smoke": lambda: GANConfig(**_SMOKE),
+    "digits-concat-smoke": lambda: GANConfig(**_SMOKE, block="concat"),
+    "cifar10-paper": lambda: GANConfig(dataset="cifar10", **_PAPER),
+    "cifar10-concat-paper": lambda: GANConfig(dataset="cifar10", block="concat", **_PAPER),
+    "cifar100-paper": lambda: GANConfig(dataset="cifar100", **_PAPER),
+    "cifar100-concat-paper": lambda: GANConfig(dataset="cifar100", block="concat", **_PAPER),
+}
+
+
+def preset(name: str) -> Config:
+    """A fresh copy of the named preset's config."""
+    if name not in PRESETS:
+        raise ConfigError(f"Unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.")
+    return PRESETS[name]()

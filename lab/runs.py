@@ -1,0 +1,206 @@
+"""Run directories (config.json, stats.jsonl, checkpoint.pt, done.json), config hashing, safe checkpoints."""
+import hashlib
+import json
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError, ConfigError
+
+CONFIG, STATS, CHECKPOINT, DONE = "config.json", "stats.jsonl", "checkpoint.pt", "done.json"
+
+
+def default_root() -> Path:
+    """Where runs live unless told otherwise: $LAB_RUNS, else ./runs."""
+    return Path(os.environ.get("LAB_RUNS", "runs"))
+
+
+def config_hash(cfg) -> str:
+    """Stable 12-hex-digit hash of what a run computes (its kind and identity fields).
+
+    Budget and runtime fields (steps, device, logging) are left out, so a longer run of the
+    same config, or the same run on another machine, lands in the same directory.
+    """
+    blob = json.dumps({"kind": cfg.kind, **cfg.identity()}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def run_dir(cfg, root=None) -> Path:
+    """The directory of the run of `cfg`: `<root>/<kind>/<dataset>-s<seed>-<hash>`."""
+    parts = [str(getattr(cfg, "dataset", cfg.kind))]
+    if hasattr(cfg, "seed"):
+        parts.append(f"s{cfg.seed}")
+    parts.append(config_hash(cfg))
+    return Path(root or default_root()) / cfg.kind / "-".join(parts)
+
+
+# --- Safe checkpoint I/O ---------------------------------------------------------------
+def atomic_save(obj, path) -> None:
+    """torch.save to a temp file in the same folder, fsync, then rename over `path`.
+
+    A crash or error mid-write leaves the previous file untouched.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, Exception):
+            raise CheckpointError(f"Could not write {path} ({type(e).__name__}: {e}); the previous file is intact.") from e
+        raise
+
+
+def safe_load(path, map_location="cpu") -> dict:
+    """torch.load with weights_only=True: tensors and plain containers only, never code."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"No checkpoint at {path}.")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"Refusing to load {path}: it holds objects other than tensors and plain containers, "
+            f"which could execute code ({str(e).splitlines()[0]})."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(
+            f"Checkpoint {path} is corrupt or truncated ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            f"delete it to restart the run from scratch, or restore a copy."
+        ) from None
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --- RNG state -------------------------------------------------------------------------
+def rng_state() -> dict:
+    """Every global RNG state a training step may touch (CPU, CUDA, Python)."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_tuplify(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuplify(x):  # a saved random.getstate() may come back with lists for tuples
+    return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+# --- A run directory -------------------------------------------------------------------
+class Run:
+    """One run's directory: its config, append-only stats, checkpoint and completion marker."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT
+
+    # Config
+    def init(self, cfg) -> None:
+        """Create the directory for `cfg`, or check that an existing one holds the same run."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if (self.path / CONFIG).exists():
+            old = json.loads((self.path / CONFIG).read_text())
+            old_cfg = type(cfg).from_dict(old)
+            if old_cfg.identity() != cfg.identity():
+                diff = sorted(k for k, v in cfg.identity().items() if old_cfg.identity().get(k) != v)
+                raise ConfigError(
+                    f"{self.path} holds a run of another config (differs in {', '.join(diff)}); "
+                    f"choose another run directory."
+                )
+        _atomic_write_text(self.path / CONFIG, json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    def config(self, cls):
+        """The run's config as an instance of `cls`."""
+        return cls.from_dict(json.loads((self.path / CONFIG).read_text()))
+
+    # Stats
+    def log(self, stats: dict) -> None:
+        """Append one JSON line to stats.jsonl."""
+        with open(self.path / STATS, "a") as f:
+            f.write(json.dumps(stats) + "\n")
+
+    def stats(self) -> list:
+        """All logged lines, in order."""
+        p = self.path / STATS
+        if not p.exists():
+            return []
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+    def stats_frame(self):
+        """stats.jsonl as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.stats())
+
+    def truncate_stats(self, step: int) -> None:
+        """Drop lines logged after `step` (written after the checkpoint a resumed run restarts from)."""
+        keep = [s for s in self.stats() if s.get("step", 0) <= step]
+        _atomic_write_text(self.path / STATS, "".join(json.dumps(s) + "\n" for s in keep))
+
+    # Checkpoint
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_path.exists()
+
+    def save_checkpoint(self, state: dict) -> None:
+        atomic_save(state, self.checkpoint_path)
+
+    def load_checkpoint(self, map_location="cpu") -> dict:
+        return safe_load(self.checkpoint_path, map_location)
+
+    # Completion
+    def mark_done(self, summary: dict) -> None:
+        _atomic_write_text(self.path / DONE, json.dumps(summary, indent=2) + "\n")
+
+    def done(self) -> dict | None:
+        """The completion summary, or None while the run is unfinished."""
+        p = self.path / DONE
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def is_done(self, steps: int | None = None) -> bool:
+        """Finished, and (if `steps` is given) finished with at least that many steps."""
+        d = self.done()
+        return d is not None and (steps is None or d.get("step", 0) >= steps)
+
+
+def get_or_train(cfg, train_fn, root=None, **kwargs) -> Run:
+    """The run of `cfg`: returned as is when finished, else resumed or started by `train_fn`.
+
+    `train_fn(cfg, run_dir, **kwargs)` must resume from the run's checkpoint when there is one,
+    so re-running a notebook never retrains what is already on disk.
+    """
+    run = Run(run_dir(cfg, root))
+    if not run.is_done(getattr(cfg, "steps", None)):
+        train_fn(cfg, run.path, **kwargs)
+    return run
+
+
+def find_runs(kind: str, root=None) -> list:
+    """Every run directory of `kind` under `root` that has a config."""
+    base = Path(root or default_root()) / kind
+    if not base.exists():
+        return []
+    return [Run(p) for p in sorted(base.iterdir()) if (p / CONFIG).exists()]

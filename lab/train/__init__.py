@@ -1,0 +1,1 @@
+"""Training loops: plain functions with headed phases."""

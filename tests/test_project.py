@@ -1,0 +1,62 @@
+"""The repository itself: environment files agree, notebooks are clean and execute headless."""
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.notebooks import NOTEBOOK_DIR, demo_parameters, execute, notebooks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _norm(req: str) -> str:
+    return re.sub(r"\s+", "", req).lower()
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_norm(r) for r in proj["dependencies"] + proj["optional-dependencies"]["dev"]}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    listed = {_norm(r) for r in pip if not r.startswith("-e")}
+    assert listed == wanted
+    assert "-e .[dev]" in pip
+    assert "python=3.11" in env["dependencies"]
+    assert not any("+cpu" in r for r in wanted | listed)  # the registry's default torch build
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme and "make demo" in readme
+
+
+def test_every_notebook_is_committed_without_outputs_and_has_a_parameters_cell():
+    nbs = notebooks()
+    assert nbs, "no notebooks found"
+    for p in nbs:
+        nb = json.loads(p.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert all(not c["outputs"] and c["execution_count"] is None for c in code), f"{p.name} has outputs"
+        tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{p.name} needs exactly one cell tagged 'parameters'"
+        src = "".join(tagged[0]["source"])
+        for name in demo_parameters(ROOT):
+            assert re.search(rf"^{name}\s*=", src, re.M), f"{p.name}: parameter {name} missing"
+
+
+@pytest.mark.parametrize("notebook", notebooks(), ids=lambda p: p.stem)
+def test_notebook_executes_headless_with_the_smoke_profile(notebook, tmp_path):
+    params = demo_parameters(tmp_path, "smoke")
+    out = execute(notebook, tmp_path, params, timeout=600)
+    nb = json.loads(out.read_text())
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    figs = list(Path(params["FIG_DIR"]).glob(f"{notebook.stem[:2]}_*.pdf"))
+    assert figs, f"{notebook.name} exported no figure"
+    for pdf in figs:
+        assert pdf.with_suffix(".png").exists()
+    assert NOTEBOOK_DIR in notebook.parents

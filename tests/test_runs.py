@@ -1,0 +1,139 @@
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lab import runs
+from lab.config import GANConfig, preset
+from lab.errors import CheckpointError, ConfigError
+
+
+def test_config_hash_is_stable_across_processes_and_ignores_budget():
+    cfg = preset("digits-smoke")
+    h = runs.config_hash(cfg)
+    assert len(h) == 12 and int(h, 16) >= 0
+    code = "from lab.config import preset; from lab.runs import config_hash; print(config_hash(preset('digits-smoke')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == h
+    assert runs.config_hash(cfg.replace(steps=10_000, device="cpu", log_every=1)) == h
+    assert runs.config_hash(cfg.replace(seed=1)) != h
+    assert runs.config_hash(cfg.replace(block="concat")) != h
+
+
+def test_run_dir_names_dataset_seed_and_hash(tmp_path):
+    cfg = preset("digits-smoke").replace(seed=3)
+    d = runs.run_dir(cfg, tmp_path)
+    assert d.parent == tmp_path / "gan"
+    assert d.name == f"digits-s3-{runs.config_hash(cfg)}"
+
+
+def test_atomic_save_survives_a_crash_mid_write(tmp_path, monkeypatch):
+    run = runs.Run(tmp_path)
+    run.save_checkpoint({"step": 1, "w": torch.arange(4.0)})
+
+    def crashing_save(obj, f, *a, **k):
+        f.write(b"PK\x03\x04 half a zip")  # some bytes reach the temp file, then the process dies
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", crashing_save)
+    with pytest.raises(CheckpointError, match="previous file is intact"):
+        run.save_checkpoint({"step": 2, "w": torch.zeros(4)})
+    monkeypatch.undo()
+    state = run.load_checkpoint()
+    assert state["step"] == 1 and torch.equal(state["w"], torch.arange(4.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temp file left
+
+
+def test_truncated_checkpoint_names_the_file(tmp_path):
+    run = runs.Run(tmp_path)
+    run.save_checkpoint({"w": torch.randn(1000)})
+    data = run.checkpoint_path.read_bytes()
+    run.checkpoint_path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=f"{run.checkpoint_path}.*corrupt or truncated"):
+        run.load_checkpoint()
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="No checkpoint at"):
+        runs.Run(tmp_path).load_checkpoint()
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {_Evil.marker}",))
+
+
+def test_a_pickle_that_would_execute_code_is_refused(tmp_path):
+    _Evil.marker = tmp_path / "pwned"
+    path = tmp_path / "checkpoint.pt"
+    with open(path, "wb") as f:  # a checkpoint with a code-executing object inside
+        torch.save({"model": {"w": torch.ones(1)}, "payload": _Evil()}, f, pickle_module=pickle)
+    with pytest.raises(CheckpointError, match="Refusing to load"):
+        runs.safe_load(path)
+    assert not _Evil.marker.exists()
+    # the same file does run code when unpickled without the guard: the test is not vacuous
+    torch.load(path, weights_only=False)
+    assert _Evil.marker.exists()
+
+
+def test_checkpoint_keeps_rng_state_and_optimizer_state(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    g = torch.Generator().manual_seed(5)
+    run = runs.Run(tmp_path)
+    run.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "rng": runs.rng_state(), "gen": g.get_state()})
+    expected = (torch.rand(3), torch.rand(3, generator=g))
+    state = run.load_checkpoint()
+    runs.set_rng_state(state["rng"])
+    g2 = torch.Generator()
+    g2.set_state(state["gen"])
+    assert torch.equal(torch.rand(3), expected[0]) and torch.equal(torch.rand(3, generator=g2), expected[1])
+    opt2 = torch.optim.Adam(torch.nn.Linear(3, 2).parameters())
+    opt2.load_state_dict(state["opt"])
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+
+
+def test_stats_append_read_and_truncate(tmp_path):
+    run = runs.Run(tmp_path)
+    for step in (10, 20, 30):
+        run.log({"step": step, "loss": step / 10})
+    assert [s["step"] for s in run.stats()] == [10, 20, 30]
+    run.truncate_stats(20)
+    assert [s["step"] for s in run.stats()] == [10, 20]
+    assert list(run.stats_frame().columns) == ["step", "loss"]
+
+
+def test_init_refuses_a_directory_of_another_config(tmp_path):
+    cfg = preset("digits-smoke")
+    run = runs.Run(tmp_path / "r")
+    run.init(cfg)
+    run.init(cfg.replace(steps=999))  # a longer budget is the same run
+    assert run.config(GANConfig).steps == 999
+    with pytest.raises(ConfigError, match="differs in block"):
+        run.init(cfg.replace(block="concat"))
+    assert run.config(GANConfig).block == "add"  # nothing overwritten
+
+
+def test_get_or_train_trains_once_then_returns(tmp_path):
+    calls = []
+
+    def train(cfg, path):
+        calls.append(path)
+        run = runs.Run(path)
+        run.init(cfg)
+        run.mark_done({"step": cfg.steps})
+
+    cfg = preset("digits-smoke")
+    r1 = runs.get_or_train(cfg, train, root=tmp_path)
+    r2 = runs.get_or_train(cfg, train, root=tmp_path)
+    assert r1.path == r2.path and len(calls) == 1 and r1.is_done()
+    runs.get_or_train(cfg.replace(steps=cfg.steps + 1), train, root=tmp_path)  # asks for more: trains on
+    assert len(calls) == 2
+    assert [r.path for r in runs.find_runs("gan", tmp_path)] == [r1.path]
+    assert json.loads((r1.path / "done.json").read_text())["step"] == cfg.steps + 1
