@@ -138,6 +138,13 @@ class GANConfig(Config):
     ckpt_every: int = opt(1000, lo=1, identity=False)  # G steps between checkpoints
     grid_every: int = opt(1000, lo=1, identity=False)  # G steps between sample grids of the fixed noise
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.shared_dim > 0 and self.z_dim % 4:
+            raise ConfigError(f"GANConfig.z_dim must be divisible by 4 (input + 3 blocks) when shared_dim > 0, got {self.z_dim}.")
+        if self.attn and min(self.g_ch, self.d_ch) < 2:
+            raise ConfigError("GANConfig.attn needs g_ch and d_ch >= 2 (attention uses C/8 channels).")
+
     @property
     def num_classes(self) -> int:
         return DATASET_CLASSES[self.dataset]

@@ -176,16 +176,21 @@ def subset(dataset: ImageDataset, n: int, seed: int = 0, balanced: bool = True) 
     if not balanced:
         idx = torch.randperm(N, generator=g)[:n]
     else:
-        counts = torch.full((C,), n // C, dtype=torch.int64)
-        counts[torch.randperm(C, generator=g)[: n % C]] += 1
+        have = dataset.class_counts()
+        base, extra = divmod(n, C)
+        short = torch.nonzero(have < base).flatten()
+        spare = torch.nonzero(have > base).flatten()  # classes that can give one image more
+        if len(short) or len(spare) < extra:
+            c = int(short[0]) if len(short) else int(torch.argmin(have))
+            raise LabError(
+                f"A balanced subset of {n} needs {base}{'+1' if extra else ''} images per class, but class "
+                f"{dataset.classes[c]!r} of {dataset.name} has only {int(have[c])}; ask for fewer or pass balanced=False."
+            )
+        counts = torch.full((C,), base, dtype=torch.int64)
+        counts[spare[torch.randperm(len(spare), generator=g)[:extra]]] += 1
         parts = []
         for c in range(C):
             pool = torch.nonzero(dataset.targets == c).flatten()
-            if len(pool) < counts[c]:
-                raise LabError(
-                    f"A balanced subset of {n} needs {int(counts[c])} images of class {dataset.classes[c]!r}, "
-                    f"but {dataset.name} has only {len(pool)}; ask for fewer or pass balanced=False."
-                )
             parts.append(pool[torch.randperm(len(pool), generator=g)[: counts[c]]])
         idx = torch.cat(parts)
     return dataset.subset(torch.sort(idx).values)

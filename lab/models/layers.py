@@ -1,0 +1,103 @@
+"""Layers shared by the GANs: spectrally normalised conv/linear/embedding, conditional BN,
+the residual merge ("add" or "concat"), and BigGAN's self-attention block."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+
+def init_weights(module: nn.Module, init: str) -> nn.Module:
+    """Initialise `module.weight` in place ("N02": N(0, 0.02), "ortho": orthogonal); zero its bias."""
+    if init == "N02":
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif init == "ortho":
+        nn.init.orthogonal_(module.weight)
+    else:
+        raise ValueError(f"unknown init {init!r}")
+    if getattr(module, "bias", None) is not None:
+        nn.init.zeros_(module.bias)
+    return module
+
+
+class SN:
+    """Factory of spectrally normalised layers sharing one init scheme and SN epsilon.
+
+    The raw weight is initialised before SN is registered, because registering runs
+    15 power iterations on that weight to warm up the singular-vector estimate.
+    """
+
+    def __init__(self, init: str = "N02", eps: float = 1e-8):
+        self.init, self.eps = init, eps
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        init_weights(module, self.init)
+        return spectral_norm(module, n_power_iterations=1, eps=self.eps)
+
+    def conv(self, c_in: int, c_out: int, kernel: int = 3, bias: bool = True) -> nn.Conv2d:
+        return self._wrap(nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=bias))
+
+    def linear(self, d_in: int, d_out: int, bias: bool = True) -> nn.Linear:
+        return self._wrap(nn.Linear(d_in, d_out, bias=bias))
+
+    def embedding(self, num: int, dim: int) -> nn.Embedding:
+        return self._wrap(nn.Embedding(num, dim))
+
+
+class ConditionalBN(nn.Module):
+    """BatchNorm without affine parameters, then a per-sample gain (1 + gain(c)) and bias(c).
+
+    `gain` and `bias` map the condition `c` to (B, C): nn.Embedding when `c` holds class
+    labels (per-layer embeddings), a linear layer when `c` is a shared embedding + z chunk.
+    """
+
+    def __init__(self, num_features: int, gain: nn.Module, bias: nn.Module, eps: float = 1e-5):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(num_features, eps=eps, affine=False)
+        self.gain, self.bias = gain, bias
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        gain = 1 + self.gain(c)[:, :, None, None]  # (B, C, 1, 1); starts near identity
+        bias = self.bias(c)[:, :, None, None]  # (B, C, 1, 1)
+        return self.bn(x) * gain + bias
+
+
+class ResidualMerge(nn.Module):
+    """Joins a residual block's branch F(x) and shortcut s(x), both (B, C, H, W).
+
+    "add": F(x) + s(x) (BigGAN). "concat": Conv1x1(concat([F(x), s(x)])) from 2C back to C
+    channels (the concat residual block of Pham et al. 2019, section III-B).
+    """
+
+    def __init__(self, channels: int, block: str, sn: SN):
+        super().__init__()
+        if block not in ("add", "concat"):
+            raise ValueError(f"unknown residual block {block!r}")
+        self.block = block
+        self.conv = sn.conv(2 * channels, channels, kernel=1) if block == "concat" else None
+
+    def forward(self, branch: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        if self.conv is None:
+            return branch + shortcut
+        return self.conv(torch.cat([branch, shortcut], dim=1))  # (B, 2C, H, W) -> (B, C, H, W)
+
+
+class SelfAttention(nn.Module):
+    """BigGAN's non-local block: x + gamma * attention(x), with gamma starting at 0."""
+
+    def __init__(self, channels: int, sn: SN):
+        super().__init__()
+        self.theta = sn.conv(channels, channels // 8, kernel=1, bias=False)
+        self.phi = sn.conv(channels, channels // 8, kernel=1, bias=False)
+        self.g = sn.conv(channels, channels // 2, kernel=1, bias=False)
+        self.out = sn.conv(channels // 2, channels, kernel=1, bias=False)
+        # A zero gain makes the block the identity at init; the network learns how much to use it.
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        theta = self.theta(x).flatten(2)  # (B, C/8, HW)
+        phi = F.max_pool2d(self.phi(x), 2).flatten(2)  # (B, C/8, HW/4); pooling cuts the cost 4x
+        g = F.max_pool2d(self.g(x), 2).flatten(2)  # (B, C/2, HW/4)
+        attn = torch.softmax(theta.transpose(1, 2) @ phi, dim=-1)  # (B, HW, HW/4)
+        o = (g @ attn.transpose(1, 2)).view(b, c // 2, h, w)  # (B, C/2, H, W)
+        return x + self.gamma * self.out(o)

@@ -1,0 +1,82 @@
+"""Shared data fixtures.
+
+``cifar10_data``, ``cifar100_data``, ``svhn_data``: tiny files in the real on-disk formats, written
+under a fresh temp root, with torchvision's expected checksums patched to theirs (see
+``tests/fixtures.py``); each yields a ``FakeData`` (``.root``, ``.pixels(split)``,
+``.labels(split)``, ``.classes``). ``digits_train`` / ``digits_test``: the embedded digits, loaded once.
+"""
+import socket
+import urllib.error
+import urllib.request
+
+import pytest
+
+from fixtures import FakeData, patch_checksums, write_cifar10, write_cifar100, write_svhn  # tests/ is on sys.path
+
+
+def _fake(monkeypatch, tmp_path_factory, writer) -> FakeData:
+    fake = writer(tmp_path_factory.mktemp("data"))
+    patch_checksums(monkeypatch, fake)
+    return fake
+
+
+@pytest.fixture
+def cifar10_data(monkeypatch, tmp_path_factory) -> FakeData:
+    return _fake(monkeypatch, tmp_path_factory, write_cifar10)
+
+
+@pytest.fixture
+def cifar100_data(monkeypatch, tmp_path_factory) -> FakeData:
+    return _fake(monkeypatch, tmp_path_factory, write_cifar100)
+
+
+@pytest.fixture
+def svhn_data(monkeypatch, tmp_path_factory) -> FakeData:
+    return _fake(monkeypatch, tmp_path_factory, write_svhn)
+
+
+@pytest.fixture
+def fake_data(request):
+    """Indirect fixture: ``@pytest.mark.parametrize("fake_data", ["cifar10", ...], indirect=True)``."""
+    return request.getfixturevalue(f"{request.param}_data")
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every way out fails like an unplugged machine: urllib raises URLError, sockets refuse to connect."""
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError(OSError(101, "Network is unreachable (blocked by the no_network fixture)"))
+
+    def refuse_socket(*args, **kwargs):
+        raise OSError(101, "Network is unreachable (blocked by the no_network fixture)")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse_socket)
+    monkeypatch.setattr(socket, "create_connection", refuse_socket)
+    try:
+        import torch.hub
+
+        if hasattr(torch.hub, "urlopen"):
+            monkeypatch.setattr(torch.hub, "urlopen", refuse)
+    except ImportError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("digits_root")
+
+
+@pytest.fixture(scope="session")
+def digits_train(digits_root):
+    from lab.data import load_dataset
+
+    return load_dataset("digits", "train", root=str(digits_root), download=False)
+
+
+@pytest.fixture(scope="session")
+def digits_test(digits_root):
+    from lab.data import load_dataset
+
+    return load_dataset("digits", "test", root=str(digits_root), download=False)
