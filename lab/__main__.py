@@ -1,8 +1,56 @@
-"""Command line: `python -m lab demo`, a thin layer over the package's functions."""
+"""Command line: `python -m lab demo | train-gan`, a thin layer over the package's functions."""
 import argparse
+import json
 import sys
 
 from .errors import LabError
+
+
+def _overrides(pairs) -> dict:
+    """["g_ch=8", "device=cpu"] -> {"g_ch": 8, "device": "cpu"} (values parsed as JSON when they can be)."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise LabError(f"--set takes key=value pairs, got {pair!r}.")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _train_gan(args) -> None:
+    from .config import preset
+    from .runs import Run, run_dir
+    from .train.gan import train_gan
+
+    cfg = preset(args.preset).replace(**_overrides(args.set))
+    changes = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
+    cfg = cfg.replace(**changes)
+    path = args.run_dir or run_dir(cfg)
+    if Run(path).is_done(cfg.steps):
+        print(f"{path}: already done ({cfg.steps} steps); pass a larger --steps to continue it.")
+        return
+    run = train_gan(cfg, path)
+    print(f"{run.path}: done, {run.done()['step']} steps.")
+
+
+def _markdown(rows: list) -> str:
+    """A list of dicts as a markdown table (for BENCHMARKS.md)."""
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    return "\n".join(lines + ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows])
+
+
+def _bench(args) -> None:
+    from .bench import GAN_VARIANTS, bench_gan
+
+    unknown = set(args.variants or []) - set(GAN_VARIANTS)
+    if unknown:
+        raise LabError(f"Unknown variant(s) {sorted(unknown)}; choose from {list(GAN_VARIANTS)}.")
+    rows = bench_gan(args.preset, args.steps, args.warmup, args.device, args.variants, **_overrides(args.set))
+    print(_markdown(rows))
 
 
 def main(argv=None) -> int:
@@ -14,12 +62,32 @@ def main(argv=None) -> int:
     demo.add_argument("--profile", default="smoke", choices=("smoke", "paper"))
     demo.add_argument("--only", nargs="*", help="notebook name prefixes to run, e.g. 00 01")
 
+    tg = sub.add_parser("train-gan", help="finish, resume or start a GAN run")
+    tg.add_argument("--preset", required=True, help="e.g. digits-smoke, cifar10-paper, cifar100-concat-paper")
+    tg.add_argument("--seed", type=int)
+    tg.add_argument("--steps", type=int, help="total G steps of the run (a larger N continues it)")
+    tg.add_argument("--run-dir", help="default: runs/gan/<dataset>-s<seed>-<hash>")
+    tg.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config fields, e.g. device=cpu")
+
+    bench = sub.add_parser("bench", help="throughput of a training loop, fp32 eager vs the fast path")
+    bench.add_argument("what", choices=("gan",))
+    bench.add_argument("--preset", default="digits-smoke")
+    bench.add_argument("--steps", type=int, default=20, help="timed G steps per variant")
+    bench.add_argument("--warmup", type=int, default=5, help="untimed G steps first (compilation)")
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--variants", nargs="*", help="subset of: 'fp32 eager', 'bf16 + channels_last', ...")
+    bench.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config fields")
+
     args = ap.parse_args(argv)
     try:
         if args.cmd == "demo":
             from .notebooks import run_all
 
             run_all(args.out, args.profile, args.only)
+        elif args.cmd == "train-gan":
+            _train_gan(args)
+        elif args.cmd == "bench":
+            _bench(args)
     except LabError as e:  # one actionable sentence, no traceback wall
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -154,11 +154,12 @@ class GANConfig(Config):
 # Paper profile: BigGAN-PyTorch's launch_cifar_ema.sh (ch 64, batch 50, 4 D steps, Adam 2e-4
 # betas (0, 0.999), EMA 0.9999 from step 1000, 500 epochs = 125k G steps).
 _PAPER = dict(steps=125_000)
-# Smoke profile: the same architecture at a quarter of the width on the embedded digits;
-# a few hundred G steps on a laptop CPU.
+# Smoke profile: the same architecture at 1/8 of the width on the embedded digits, with a faster
+# schedule (2 D steps, lr 5e-4, EMA from step 200): recognisable, class-conditional digits after
+# about 800 G steps, a few minutes on a 2-core CPU.
 _SMOKE = dict(
-    dataset="digits", g_ch=16, d_ch=16, batch_size=32, d_steps=2, ema_start=50, ema_decay=0.99,
-    steps=300, log_every=10, ckpt_every=100, grid_every=100,
+    dataset="digits", g_ch=8, d_ch=8, batch_size=32, d_steps=2, g_lr=5e-4, d_lr=5e-4,
+    ema_start=200, ema_decay=0.995, steps=800, log_every=20, ckpt_every=200, grid_every=200,
 )
 
 PRESETS = {
@@ -176,3 +177,9 @@ def preset(name: str) -> Config:
     if name not in PRESETS:
         raise ConfigError(f"Unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.")
     return PRESETS[name]()
+
+
+def gan_preset(profile: str, dataset: str = None, block: str = "add") -> GANConfig:
+    """The GAN preset of a notebook's parameters, e.g. ("smoke", None, "concat") -> digits-concat-smoke."""
+    dataset = dataset or PROFILE_DATASET.get(profile, "")
+    return preset(f"{dataset}-{'concat-' if block == 'concat' else ''}{profile}")

@@ -213,7 +213,8 @@ def test_attention_variant():
     G, D = build_gan(cfg)
     z, y = inputs(cfg)
     assert G.attn.gamma.item() == 0 and D.attn.gamma.item() == 0
-    assert G.attn.theta.out_channels == 64 // 8 and G.attn.g.out_channels == 64 // 2
+    ch = 4 * cfg.g_ch
+    assert G.attn.theta.out_channels == ch // 8 and G.attn.g.out_channels == ch // 2
     with torch.no_grad():
         G.attn.gamma.fill_(1.0)
         D.attn.gamma.fill_(1.0)

@@ -34,6 +34,13 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in readme and "make demo" in readme
 
 
+def _parameters_source(path) -> str:
+    nb = json.loads(Path(path).read_text())
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{Path(path).name} needs exactly one cell tagged 'parameters'"
+    return "".join(tagged[0]["source"])
+
+
 def test_every_notebook_is_committed_without_outputs_and_has_a_parameters_cell():
     nbs = notebooks()
     assert nbs, "no notebooks found"
@@ -41,17 +48,27 @@ def test_every_notebook_is_committed_without_outputs_and_has_a_parameters_cell()
         nb = json.loads(p.read_text())
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         assert all(not c["outputs"] and c["execution_count"] is None for c in code), f"{p.name} has outputs"
-        tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
-        assert len(tagged) == 1, f"{p.name} needs exactly one cell tagged 'parameters'"
-        src = "".join(tagged[0]["source"])
+        src = _parameters_source(p)
         for name in demo_parameters(ROOT):
             assert re.search(rf"^{name}\s*=", src, re.M), f"{p.name}: parameter {name} missing"
 
 
+# Notebooks that train take STEPS; the tests shorten the smoke profile's runs to this many steps.
+TEST_STEPS = 30
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    """One folder all notebooks execute into, in order, sharing one run store (as `make demo` does)."""
+    return tmp_path_factory.mktemp("demo")
+
+
 @pytest.mark.parametrize("notebook", notebooks(), ids=lambda p: p.stem)
-def test_notebook_executes_headless_with_the_smoke_profile(notebook, tmp_path):
-    params = demo_parameters(tmp_path, "smoke")
-    out = execute(notebook, tmp_path, params, timeout=600)
+def test_notebook_executes_headless_with_the_smoke_profile(notebook, demo_dir):
+    params = demo_parameters(demo_dir, "smoke")
+    if re.search(r"^STEPS\s*=", _parameters_source(notebook), re.M):
+        params["STEPS"] = TEST_STEPS
+    out = execute(notebook, demo_dir, params, timeout=600)
     nb = json.loads(out.read_text())
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors

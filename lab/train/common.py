@@ -1,0 +1,121 @@
+"""Pieces every training loop shares: device and precision, EMA, batches, window stats, NaN guard."""
+import contextlib
+import math
+
+import torch
+
+from ..errors import DivergenceError
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> CUDA when available, else CPU; anything else as torch understands it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from ..errors import ConfigError
+
+        raise ConfigError(f"device={name!r} was asked for but CUDA is not available; use device='auto' or 'cpu'.")
+    return dev
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on CUDA for precision "auto"/"bf16"; plain fp32 otherwise (CPU default)."""
+    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def use_channels_last(device: torch.device, setting: str) -> bool:
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model over parameters and float buffers (BN stats, SN vectors).
+
+    decay = 0 copies the model, which is what BigGAN does before its EMA start step.
+    """
+    pairs = list(zip(ema.state_dict().values(), model.state_dict().values()))
+    floats = [(e, m) for e, m in pairs if e.dtype.is_floating_point]
+    torch._foreach_lerp_([e for e, _ in floats], [m for _, m in floats], 1.0 - decay)
+    for e, m in pairs:
+        if not e.dtype.is_floating_point:
+            e.copy_(m)
+
+
+class EpochSampler:
+    """Random batches of a uint8 image tensor on the device, one shuffled epoch after another.
+
+    Every image is seen once per epoch; the last incomplete batch of an epoch is dropped.
+    Its state (order and position) goes into checkpoints, so a resumed run sees the same batches.
+    """
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
+        if n < batch_size:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"batch_size {batch_size} is larger than the training set ({n} images).")
+        self.n, self.batch_size, self.gen = n, batch_size, generator
+        self.order, self.pos, self.epoch = None, n, -1
+
+    def next(self) -> torch.Tensor:
+        """Indices `(batch_size,)` of the next batch, on the generator's device."""
+        if self.pos + self.batch_size > self.n:
+            self.order = torch.randperm(self.n, generator=self.gen, device=self.gen.device)
+            self.pos, self.epoch = 0, self.epoch + 1
+        idx = self.order[self.pos : self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
+    def state_dict(self) -> dict:
+        return {"order": self.order, "pos": self.pos, "epoch": self.epoch}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.order, self.pos, self.epoch = s["order"], s["pos"], s["epoch"]
+
+
+class Window:
+    """Running sums of scalar tensors on the device between two log lines (no host sync per step)."""
+
+    def __init__(self):
+        self.sums, self.count = {}, 0
+
+    def add(self, **values: torch.Tensor) -> None:
+        for k, v in values.items():
+            v = v.detach().float()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.count += 1
+
+    def means(self) -> dict:
+        """Means since the last reset, as Python floats (the one host sync)."""
+        if not self.sums:
+            return {}
+        keys = list(self.sums)
+        vals = (torch.stack([self.sums[k] for k in keys]) / self.count).tolist()
+        return dict(zip(keys, vals))
+
+    def reset(self) -> None:
+        self.sums, self.count = {}, 0
+
+    def state_dict(self) -> dict:
+        return {"sums": dict(self.sums), "count": self.count}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.sums, self.count = dict(s["sums"]), s["count"]
+
+
+def divergence(what: str, step: int, last_good: int, run_dir) -> DivergenceError:
+    """The one error a diverged run stops with; its last good checkpoint stays on disk."""
+    return DivergenceError(
+        f"Training diverged by step {step} ({what} is NaN or inf); the checkpoint of step {last_good} "
+        f"in {run_dir} is kept: lower the learning rates or change the seed, then resume."
+    )
+
+
+def check_finite(stats: dict, step: int, last_good: int, run_dir) -> None:
+    """Raise `divergence` if any logged value is NaN or inf."""
+    bad = [k for k, v in stats.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise divergence(", ".join(bad), step, last_good, run_dir)
