@@ -33,6 +33,9 @@ def _type_ok(value, tp) -> bool:
         return any(_type_ok(value, t) for t in typing.get_args(tp))
     if tp is type(None):
         return value is None
+    if origin is tuple:  # tuple[X, ...]
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return isinstance(value, tuple) and all(_type_ok(v, args[0]) for v in value) if args else isinstance(value, tuple)
     if tp is float:  # an int is a fine float, a bool is not
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if tp is int:
@@ -73,7 +76,8 @@ class Config:
     def from_dict(cls, d: dict):
         """Build from a dict; unknown keys are an error (a typo must not be silently ignored)."""
         cls._reject_unknown(d)
-        return cls(**d)
+        tuples = {f.name for f in fields(cls) if typing.get_origin(f.type) is tuple or f.type is tuple}
+        return cls(**{k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in d.items()})
 
     def replace(self, **changes):
         """A copy with some fields changed, validated like a new config."""
@@ -150,6 +154,56 @@ class GANConfig(Config):
         return DATASET_CLASSES[self.dataset]
 
 
+@dataclass
+class ClassifierConfig(Config):
+    """ResNet-18 on real images or on a stream of (filtered) GAN samples, tested on the real test split."""
+
+    KIND: typing.ClassVar[str] = "classifier"
+
+    # --- Task ---
+    dataset: str = opt("cifar10", choices=tuple(DATASET_CLASSES))  # classes and the real test split
+    data_root: str = opt("data", identity=False)  # folder holding the dataset files
+    width: int = opt(64, lo=1)  # ResNet-18 widths width..8*width (64: the paper's 11 M parameters)
+    # --- Data source (identity only: the caller passes the matching dataset or sampler) ---
+    source: str = opt("real", choices=("real", "gan"))  # real training images, or GAN samples (Algorithm 1)
+    subset: int = opt(0, lo=0)  # real: a seeded class-balanced subset of this size; 0 = the whole train split
+    subset_seed: int = opt(0, lo=0)  # real: seed of the subset
+    augment: bool = opt(True)  # real: random crop (+ flip for CIFAR) per batch
+    gans: tuple[str, ...] = opt(())  # gan: names of the GAN runs mixed uniformly
+    threshold: float | None = opt(None, lo=0, hi=1)  # gan: Algorithm 1 threshold; None = unfiltered
+    filter: str = opt("")  # gan: name of the classifier run that filters (trained on the GAN's data)
+    # --- Optimisation (the same for every source) ---
+    # Images per step. 64: the paper's 156,250 steps are then its 200 epochs of 50k images, and its
+    # Table I lists the same error for 50k images under "same #steps" and "same #epochs".
+    batch_size: int = opt(64, lo=1)
+    steps: int = opt(156_250, lo=1)  # optimisation steps (the paper's 156,250); sets the lr schedule
+    lr: float = opt(0.1, lo=0, lo_open=True)  # peak SGD learning rate
+    schedule: str = opt("cosine", choices=("cosine", "step", "constant"))  # lr decay over `steps`
+    momentum: float = opt(0.9, lo=0, hi=1, hi_open=True)  # SGD momentum (Nesterov)
+    nesterov: bool = opt(True)  # Nesterov momentum
+    weight_decay: float = opt(5e-4, lo=0)  # L2 weight decay
+    seed: int = opt(0, lo=0)  # seeds weights, batch order and augmentation
+    # --- Runtime (not part of the run's identity) ---
+    device: str = opt("auto", identity=False)  # "auto" (CUDA if present), "cpu", "cuda", ...
+    precision: str = opt("auto", choices=("auto", "fp32", "bf16"), identity=False)  # auto: bf16 autocast on CUDA
+    channels_last: str = opt("auto", choices=("auto", "on", "off"), identity=False)  # auto: on for CUDA
+    compile: bool = opt(False, identity=False)  # torch.compile the model
+    log_every: int = opt(100, lo=1, identity=False)  # steps between stats.jsonl lines
+    eval_every: int = opt(5000, lo=1, identity=False)  # steps between test-set evaluations
+    ckpt_every: int = opt(5000, lo=1, identity=False)  # steps between checkpoints
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.source == "gan" and not self.gans:
+            raise ConfigError("ClassifierConfig.gans must name at least one GAN run when source='gan'.")
+        if self.source == "real" and (self.gans or self.threshold is not None or self.filter):
+            raise ConfigError("ClassifierConfig.gans/threshold/filter only apply to source='gan'.")
+
+    @property
+    def num_classes(self) -> int:
+        return DATASET_CLASSES[self.dataset]
+
+
 # --- Presets -------------------------------------------------------------------------
 # Paper profile: BigGAN-PyTorch's launch_cifar_ema.sh (ch 64, batch 50, 4 D steps, Adam 2e-4
 # betas (0, 0.999), EMA 0.9999 from step 1000, 500 epochs = 125k G steps).
@@ -169,6 +223,13 @@ PRESETS = {
     "cifar10-concat-paper": lambda: GANConfig(dataset="cifar10", block="concat", **_PAPER),
     "cifar100-paper": lambda: GANConfig(dataset="cifar100", **_PAPER),
     "cifar100-concat-paper": lambda: GANConfig(dataset="cifar100", block="concat", **_PAPER),
+    # Classifiers: the paper's ResNet-18 for 156,250 steps of batch 128; the smoke one narrow and short.
+    "classifier-cifar10-paper": lambda: ClassifierConfig(dataset="cifar10"),
+    "classifier-cifar100-paper": lambda: ClassifierConfig(dataset="cifar100"),
+    "classifier-svhn-paper": lambda: ClassifierConfig(dataset="svhn"),
+    "classifier-digits-smoke": lambda: ClassifierConfig(
+        dataset="digits", width=8, batch_size=64, steps=400, lr=0.05, log_every=20, eval_every=100, ckpt_every=100,
+    ),
 }
 
 
@@ -177,6 +238,11 @@ def preset(name: str) -> Config:
     if name not in PRESETS:
         raise ConfigError(f"Unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.")
     return PRESETS[name]()
+
+
+def classifier_preset(profile: str, dataset: str = None) -> ClassifierConfig:
+    """The classifier preset of a notebook's parameters, e.g. ("smoke", None) -> classifier-digits-smoke."""
+    return preset(f"classifier-{dataset or PROFILE_DATASET.get(profile, '')}-{profile}")
 
 
 def gan_preset(profile: str, dataset: str = None, block: str = "add") -> GANConfig:

@@ -157,3 +157,89 @@ def class_counts(datasets: dict):
     ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=n, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def error_vs_real_size(results, gan_errors=None, title: str = None):
+    """Fig 1/2 of the paper: test error vs real training-set size, same #steps and same #epochs,
+    with the GAN-sample classifier's error as a horizontal band (mean ± std over its runs).
+
+    Args:
+        results: DataFrame from `lab.experiments.classifier_results` restricted to real runs, with a
+            column "match" ("steps" or "epochs").
+        gan_errors: errors (%) of GAN-sample classifiers, or None.
+    """
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.4))
+    for match, marker in (("steps", "o"), ("epochs", "s")):
+        d = results[results["match"] == match].groupby("n_real")["error"].agg(["mean", "std"]).reset_index()
+        ax.errorbar(d["n_real"], d["mean"], yerr=d["std"].fillna(0), marker=marker, ms=4, lw=1, capsize=2,
+                    label=f"real, same #{match}")
+    if gan_errors is not None and len(gan_errors):
+        e = torch.tensor(list(gan_errors), dtype=torch.float64)
+        m, s = e.mean().item(), (e.std().item() if len(e) > 1 else 0.0)
+        ax.axhline(m, color="C3", lw=1, label=f"GAN samples ({m:.2f} %)")
+        ax.axhspan(m - s, m + s, color="C3", alpha=0.15, lw=0)
+    ax.set(xlabel="real training images", ylabel="test error (%)", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def error_vs_threshold(results, title: str = None):
+    """Fig 5 of the paper: test error of the GAN-sample classifier vs Algorithm 1's threshold
+    (None, the unfiltered stream, is drawn at threshold 0 with an open marker)."""
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
+    d = results.assign(t=results["threshold"].fillna(0.0).astype(float))
+    g = d.groupby(["t", d["threshold"].isna()])["error"].agg(["mean", "std"]).reset_index()
+    filtered, unfiltered = g[~g["threshold"]], g[g["threshold"]]
+    ax.errorbar(filtered["t"], filtered["mean"], yerr=filtered["std"].fillna(0), marker="o", ms=4, lw=1, capsize=2,
+                label="filtered")
+    if len(unfiltered):
+        ax.errorbar(unfiltered["t"], unfiltered["mean"], yerr=unfiltered["std"].fillna(0), marker="o", ms=5,
+                    mfc="none", ls="none", capsize=2, label="unfiltered")
+    ax.set(xlabel="threshold", ylabel="test error (%)", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def filter_bars(stats, class_names, title: str = None, max_classes: int = 100, ax=None):
+    """Fig 6/7 of the paper: per class, how many drawn samples were accepted, rejected for a wrong
+    predicted class, or rejected for a probability below the threshold (stacked, as fractions).
+
+    Draws on `ax` when given (the threshold explorer does); else makes and returns a figure.
+    """
+    drawn = stats.drawn.double().cpu().clamp(min=1)[:max_classes]
+    n = len(drawn)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN if n > 20 else COLUMN_WIDTH_IN, 2.4))
+    bottom = torch.zeros(n, dtype=torch.float64)
+    for label, counts, color in (("accepted", stats.accepted, "C2"), ("wrong class", stats.wrong_class, "C3"),
+                                 ("below threshold", stats.low_confidence, "C1")):
+        frac = counts.double().cpu()[:max_classes] / drawn
+        ax.bar(range(n), frac.numpy(), bottom=bottom.numpy(), width=0.85, color=color, label=label)
+        bottom += frac
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_ylim(0, 1)
+    names = list(class_names)[:n]
+    if n <= 20:
+        long = max(map(len, names)) > 2
+        ax.set_xticks(range(n), names, rotation=45 if long else 0, fontsize=7, ha="right" if long else "center")
+    else:
+        ax.set_xlabel("class index")
+    ax.set(ylabel="fraction of drawn", title=title)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def acceptance_vs_threshold(table):
+    """Overall acceptance rate of Algorithm 1 against the threshold (rows of `sampling.acceptance_table`)."""
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
+    d = table[table["threshold"].fillna(0) > 0]  # None / 0 is the unfiltered stream: everything accepted
+    ax.plot(d["threshold"].astype(float), 100 * d["acceptance"], marker="o", ms=4, lw=1, label="accepted")
+    ax.plot(d["threshold"].astype(float), 100 * d["wrong_class"], marker="s", ms=3, lw=1, label="wrong class")
+    ax.plot(d["threshold"].astype(float), 100 * d["low_confidence"], marker="^", ms=3, lw=1, label="below threshold")
+    ax.set(xlabel="threshold", ylabel="% of drawn samples", ylim=(0, 100))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,5 +1,16 @@
-"""Drawing images from class-conditional generators: batches, class grids, interpolations."""
+"""Drawing images from class-conditional generators: batches, class grids, interpolations, and
+Algorithm 1's classifier-filtered, class-balanced stream over one or several GANs (Pham et al.)."""
+import contextlib
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import to_float
+from .errors import ConfigError, LabError
 
 
 @torch.no_grad()
@@ -29,3 +40,400 @@ def interpolate(G, y: int, steps: int = 8, n: int = 4, seed: int = 0):
     t = torch.linspace(0, 1, steps)[None, :, None]  # (1, steps, 1)
     z = ((1 - t) * z0 + t * z1).reshape(n * steps, G.z_dim)
     return generate(G, torch.full((n * steps,), y), z)
+
+
+# --- Algorithm 1: classifier-filtered, class-balanced sample stream -------------------------
+# Pham et al., section III-A: y ~ U(0, C), z ~ N(0, I), x = G(z, y); keep x iff
+# argmax(p) == y and p[y] > thresh, where p = softmax(classifier(x)). Section III-C: with
+# several GANs, each sample comes from one of them chosen uniformly at random.
+
+
+def _judge(probs: torch.Tensor, y: torch.Tensor, threshold: float):
+    """(keep, wrong_class) masks (B,) of Algorithm 1's rule."""
+    y = y.to(probs.device)
+    right = probs.argmax(dim=1) == y  # ties: torch.argmax returns the FIRST maximal index
+    p_y = probs.gather(1, y[:, None]).squeeze(1)
+    return right & (p_y > threshold), ~right
+
+
+def accept(probs: torch.Tensor, y: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Algorithm 1's rule: keep sample i iff argmax(probs[i]) == y[i] and probs[i, y[i]] > threshold (strict).
+
+    On ties the first maximal index is the argmax (torch.argmax's documented behaviour), so a
+    sample whose label ties with a smaller class index is rejected as wrong-class. The threshold
+    is compared in `probs`' dtype (a float32 0.3 equals the threshold 0.3 and is rejected).
+    This is the bare rule; `FilteredSampler` and `pool_stats` treat threshold None or 0 as
+    "no filtering" (the paper's "before filtering" row) and do not call it.
+
+    Args:
+        probs: (B, C) softmax probabilities.
+        y: (B,) int labels.
+        threshold: float in [0, 1].
+    Returns:
+        bool mask (B,).
+    """
+    return _judge(probs, y, threshold)[0]
+
+
+@dataclass
+class FilterStats:
+    """Per-class int64 counts of Algorithm 1: drawn == accepted + wrong_class + low_confidence."""
+
+    drawn: torch.Tensor  # (C,) samples generated with label c
+    accepted: torch.Tensor  # (C,) kept by the rule
+    wrong_class: torch.Tensor  # (C,) rejected because argmax(p) != c
+    low_confidence: torch.Tensor  # (C,) argmax(p) == c but p[c] <= threshold
+
+    @classmethod
+    def zeros(cls, num_classes: int, device=None) -> "FilterStats":
+        return cls(*(torch.zeros(num_classes, dtype=torch.int64, device=device) for _ in range(4)))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.drawn)
+
+    def _tensors(self):
+        return (self.drawn, self.accepted, self.wrong_class, self.low_confidence)
+
+    def count(self, y: torch.Tensor, keep: torch.Tensor, wrong: torch.Tensor) -> "FilterStats":
+        """Add one round of draws: labels y, rule outcome `keep`, `wrong` class masks (all (B,))."""
+        low = ~keep & ~wrong
+        for total, mask in zip(self._tensors(), (torch.ones_like(keep), keep, wrong, low)):
+            total.index_add_(0, y.to(total.device), mask.to(total.device, torch.int64))
+        return self
+
+    def add(self, other: "FilterStats") -> "FilterStats":
+        """In place: self += other (e.g. to merge the stats of several samplers)."""
+        for a, b in zip(self._tensors(), other._tensors()):
+            a += b.to(a.device)
+        return self
+
+    def reset(self) -> "FilterStats":
+        for a in self._tensors():
+            a.zero_()
+        return self
+
+    def acceptance_rate(self) -> torch.Tensor:
+        """accepted / drawn per class, float64 (C,); NaN for a class never drawn."""
+        return self.accepted.double() / self.drawn.double()
+
+    def to_rows(self, class_names=None) -> list:
+        """One dict per class (for `pandas.DataFrame`): class, name, the four counts, acceptance_rate."""
+        cols = [t.tolist() for t in self._tensors()] + [self.acceptance_rate().tolist()]
+        keys = ("drawn", "accepted", "wrong_class", "low_confidence", "acceptance_rate")
+        rows = []
+        for c in range(self.num_classes):
+            row = {"class": c, "name": class_names[c] if class_names else str(c)}
+            rows.append(row | {k: col[c] for k, col in zip(keys, cols)})
+        return rows
+
+
+def _module_device(m: nn.Module) -> torch.device:
+    t = next(itertools.chain(m.parameters(), m.buffers()), None)
+    return t.device if t is not None else torch.device("cpu")
+
+
+def _autocast_factory(autocast, device: torch.device):
+    if callable(autocast):
+        return autocast
+    if autocast:
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def _mixture(generators, y: torch.Tensor, gen_idx: torch.Tensor, rng: torch.Generator, device, amp) -> torch.Tensor:
+    """x (n, 3, 32, 32) float32 on `device`, x[i] = G_{gen_idx[i]}(z_i, y[i]) with fresh z_i ~ N(0, I).
+
+    `y` and `gen_idx` are host tensors, so each generator's share is a known-size slice (no sync).
+    """
+    order = torch.argsort(gen_idx, stable=True)
+    sizes = torch.bincount(gen_idx, minlength=len(generators)).tolist()
+    y_sorted = y[order].to(device)
+    parts, start = [], 0
+    with torch.no_grad(), amp():
+        for G, n in zip(generators, sizes):
+            if n:
+                z = torch.randn(n, G.z_dim, generator=rng, device=device)
+                parts.append(G(z, y_sorted[start : start + n]).float())
+                start += n
+    x_sorted = torch.cat(parts)
+    x = torch.empty_like(x_sorted)
+    x[order.to(device)] = x_sorted  # back to the order of y
+    return x
+
+
+def _probs(classifier, x: torch.Tensor, num_classes: int, amp) -> torch.Tensor:
+    with torch.no_grad(), amp():
+        logits = classifier(x).float()
+    if logits.shape != (len(x), num_classes):
+        raise LabError(f"The classifier returned logits of shape {tuple(logits.shape)} for {len(x)} images of "
+                       f"{num_classes} classes; pass the filter classifier trained on the generators' dataset.")
+    return logits.softmax(dim=1)
+
+
+def _rank_in_class(y: torch.Tensor, mask: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """For each i, how many j < i have mask[j] and y[j] == y[i] (B,), without a host sync."""
+    oh = F.one_hot(y, num_classes) * mask[:, None]  # (B, C)
+    return (oh.cumsum(0) - oh).gather(1, y[:, None]).squeeze(1)
+
+
+def _first_true(mask: torch.Tensor, n: int):
+    """Indices of the True entries (there are exactly n, known on the host) and of the rest, in order."""
+    order = torch.argsort((~mask).to(torch.uint8), stable=True)
+    return order[:n], order[n:]
+
+
+def _unfiltered(threshold) -> bool:
+    return threshold is None or threshold == 0
+
+
+class FilteredSampler:
+    """An endless stream of class-balanced `(x, y)` batches of Algorithm-1-accepted generator samples.
+
+    Each batch has exactly `batch_size` samples on the device, x float32 (B, 3, 32, 32) in [-1, 1],
+    y int64 (B,), in random order; every class gets batch_size // C samples or one more, the extra
+    slots rotating over the classes so that over C / gcd(C, batch_size % C) batches all are equal.
+
+    Per draw round: labels for the classes still short for the next batch, a generator per sample
+    (uniform over `generators`, from a CPU generator seeded with `seed`), z ~ N(0, I) from the
+    sampler's own device generator (seeded with `seed`), x = G(z, y), the classifier's softmax,
+    `accept`; accepted images go to per-class buffers on the device (first in, first out, capped at
+    `buffer_per_class`). Only the per-class accepted counts are read back, once per round.
+
+    Generators and classifier run under `torch.no_grad()` in the mode they are given: pass
+    eval-mode modules (a train-mode BigGAN normalises with the statistics of each draw batch).
+
+    Args:
+        generators: one generator or a list of them (each with `z_dim`, the same `num_classes`;
+            G(z, y) -> (B, 3, 32, 32) in [-1, 1]), on `device`.
+        classifier: module returning logits (B, C) for images in [-1, 1]; not called (may be None)
+            when unfiltered.
+        threshold: float in [0, 1]; None or 0 is the unfiltered baseline ("before filtering"):
+            every sample is accepted and stats show accepted == drawn.
+        batch_size: samples per yielded batch.
+        draw_batch: about how many samples a draw round generates at most (default batch_size).
+        max_draws_per_class: raise LabError when a class gets this many draws in a row without an
+            accepted sample, instead of looping forever.
+        seed: seeds both random streams; the same seed gives the same batches.
+        device: where everything happens (default: the first generator's device).
+        buffer_per_class: cap on buffered accepted samples per class (default 4 * ceil(batch_size / C));
+            accepted samples beyond it are dropped and counted in `overflow`.
+        class_names: names for error messages and `stats.to_rows`.
+        autocast: True for bf16 autocast on the device, or a context-manager factory.
+
+    Attributes:
+        stats: cumulative FilterStats on the device.
+        overflow: accepted samples dropped because their class buffer was full.
+    """
+
+    MARGIN = 1.2  # draw 20% more than the estimated need when filtering, to save a round
+
+    def __init__(self, generators, classifier, threshold, batch_size: int, *, draw_batch: int = None,
+                 max_draws_per_class: int = 10_000, seed: int = 0, device=None, buffer_per_class: int = None,
+                 class_names=None, autocast=False):
+        self.generators = list(generators) if isinstance(generators, (list, tuple)) else [generators]
+        classes = {G.num_classes for G in self.generators}
+        if len(classes) != 1:
+            raise ConfigError(f"The generators have {sorted(classes)} classes; pass GANs of one dataset.")
+        if threshold is not None and not 0 <= threshold <= 1:
+            raise ConfigError(f"threshold must be None or in [0, 1], got {threshold}.")
+        if not _unfiltered(threshold) and classifier is None:
+            raise ConfigError(f"threshold {threshold} needs a classifier; pass one or use threshold=None.")
+        self.C = C = classes.pop()
+        self.classifier, self.threshold, self.batch_size = classifier, threshold, batch_size
+        self.draw_batch = draw_batch or batch_size
+        self.max_draws_per_class, self.class_names = max_draws_per_class, class_names
+        self.buffer_per_class = buffer_per_class or 4 * -(-batch_size // C)
+        if self.buffer_per_class < -(-batch_size // C):  # a batch could never be filled
+            raise ConfigError(f"buffer_per_class must be at least ceil(batch_size / C) = {-(-batch_size // C)}.")
+        self.device = torch.device(device) if device is not None else _module_device(self.generators[0])
+        self._amp = _autocast_factory(autocast, self.device)
+        self._rng = torch.Generator(self.device).manual_seed(seed)  # z, batch shuffles
+        self._host_rng = torch.Generator().manual_seed(seed)  # which generator draws each sample
+        self.stats = FilterStats.zeros(C, self.device)
+        self.overflow = 0
+        # Host mirrors of small counts, so that allocation needs no device reads.
+        self._held = np.zeros(C, np.int64)  # buffered per class
+        self._drawn = np.zeros(C, np.int64)
+        self._accepted = np.zeros(C, np.int64)
+        self._dry = np.zeros(C, np.int64)  # draws since the last round with an acceptance
+        self._offset = 0  # first class of this batch's extra slots
+        self._pool_x = self._pool_y = None  # the buffers: accepted (x, y) in arrival order
+
+    @property
+    def buffered(self) -> list:
+        """Accepted samples waiting in the buffers, per class."""
+        return self._held.tolist()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.next_batch()
+
+    def next_batch(self):
+        """The next balanced batch `(x, y)`."""
+        C, B = self.C, self.batch_size
+        quota = np.full(C, B // C, np.int64)
+        quota[(self._offset + np.arange(B % C)) % C] += 1
+        while (short := quota - self._held).max() > 0:
+            self._draw_round(np.maximum(short, 0))
+        # Take the oldest quota[c] of each class; the rest stays buffered.
+        y_pool = self._pool_y
+        rank = _rank_in_class(y_pool, torch.ones_like(y_pool, dtype=torch.bool), C)
+        take = rank < torch.from_numpy(quota).to(self.device)[y_pool]
+        idx, rest = _first_true(take, B)
+        x, y = self._pool_x[idx], y_pool[idx]
+        self._pool_x, self._pool_y = self._pool_x[rest], y_pool[rest]
+        self._held -= quota
+        self._offset = (self._offset + B % C) % C
+        perm = torch.randperm(B, generator=self._rng, device=self.device)
+        return x[perm], y[perm]
+
+    def _allocate(self, short: np.ndarray) -> np.ndarray:
+        """Draws per class for this round: the shortfall over an (optimistic) acceptance-rate estimate."""
+        if _unfiltered(self.threshold):
+            want = short
+        else:
+            rate = (self._accepted + 1) / (self._drawn + 1)
+            want = np.ceil(self.MARGIN * short / rate).astype(np.int64)
+        total = want.sum()
+        if total > self.draw_batch:  # scale down; every short class keeps at least one draw
+            want = np.where(want > 0, np.maximum(1, want * self.draw_batch // total), 0)
+        return want
+
+    def _draw_round(self, short: np.ndarray) -> None:
+        # Only the labels of short classes are drawn. This leaves p(x | y, accepted) unchanged:
+        # the schedule depends only on past outcomes, each draw's z is fresh and independent of
+        # it, so the accepted samples of class c are i.i.d. from p(x | y=c, accepted) whatever
+        # the number of draws of c. It changes only the class marginal, on purpose: the literal
+        # loop of Algorithm 1 (y ~ U(0, C)) yields classes in proportion to their acceptance rates.
+        C, dev = self.C, self.device
+        n_c = self._allocate(short)
+        y_host = torch.repeat_interleave(torch.arange(C), torch.from_numpy(n_c))
+        gen_idx = torch.randint(len(self.generators), (len(y_host),), generator=self._host_rng)
+        x = _mixture(self.generators, y_host, gen_idx, self._rng, dev, self._amp)
+        y = y_host.to(dev)
+        if _unfiltered(self.threshold):
+            keep = torch.ones(len(y), dtype=torch.bool, device=dev)
+            wrong = ~keep
+        else:
+            keep, wrong = _judge(_probs(self.classifier, x, C, self._amp), y, self.threshold)
+        self.stats.count(y, keep, wrong)
+
+        # Buffer what fits: the first `room[c]` accepted samples of each class in this round (dropping
+        # by arrival order, never by content, keeps the kept ones i.i.d. from p(x | y, accepted)).
+        room = np.maximum(self.buffer_per_class - self._held, 0)
+        store = keep & (_rank_in_class(y, keep, C) < torch.from_numpy(room).to(dev)[y])
+        if _unfiltered(self.threshold):
+            acc = n_c
+        else:  # the one device -> host read of the round
+            acc = torch.zeros(C, dtype=torch.int64, device=dev).index_add_(0, y, keep.long()).cpu().numpy()
+        stored = np.minimum(acc, room)
+        idx, _ = _first_true(store, int(stored.sum()))
+        x_new, y_new = x[idx], y[idx]
+        self._pool_x = x_new if self._pool_x is None else torch.cat([self._pool_x, x_new])
+        self._pool_y = y_new if self._pool_y is None else torch.cat([self._pool_y, y_new])
+        self._held += stored
+        self.overflow += int((acc - stored).sum())
+        self._drawn += n_c
+        self._accepted += acc
+        self._dry = np.where(acc > 0, 0, self._dry + n_c)
+        self._check_dry()
+
+    def _check_dry(self) -> None:
+        for c in np.flatnonzero(self._dry >= self.max_draws_per_class):
+            name = f" ({self.class_names[c]})" if self.class_names else ""
+            rate = self._accepted[c] / self._drawn[c]
+            raise LabError(
+                f"Class {c}{name} got no accepted sample in its last {self._dry[c]} draws (acceptance rate so far "
+                f"{rate:.2%} = {self._accepted[c]}/{self._drawn[c]}); lower the threshold or check this class's "
+                f"generator and classifier, or raise max_draws_per_class."
+            )
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue the stream exactly (tensors and plain lists only)."""
+        return {
+            "rng": self._rng.get_state(), "host_rng": self._host_rng.get_state(), "offset": self._offset,
+            "held": self._held.tolist(), "drawn": self._drawn.tolist(), "accepted": self._accepted.tolist(),
+            "dry": self._dry.tolist(), "overflow": self.overflow, "pool_x": self._pool_x, "pool_y": self._pool_y,
+            "stats": list(self.stats._tensors()),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._rng.set_state(state["rng"].cpu())  # RNG states are CPU byte tensors even for a CUDA generator
+        self._host_rng.set_state(state["host_rng"].cpu())
+        self._offset, self.overflow = state["offset"], state["overflow"]
+        for k in ("held", "drawn", "accepted", "dry"):
+            setattr(self, f"_{k}", np.array(state[k], np.int64))
+        to = (lambda t: None if t is None else t.to(self.device))
+        self._pool_x, self._pool_y = to(state["pool_x"]), to(state["pool_y"])
+        self.stats = FilterStats(*(to(t) for t in state["stats"]))
+
+
+# --- Cached pool for the threshold explorer ---------------------------------------------------
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats -> uint8 round((x + 1) * 127.5), clamped; torch.round is half-to-even (0.0 -> 128)."""
+    return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def sample_pool(generators, classifier, n_per_class: int, seed: int = 0, batch_size: int = 500, device=None,
+                autocast=False) -> dict:
+    """Exactly `n_per_class` unfiltered samples per class with their classifier probabilities, on the CPU.
+
+    Each sample comes from a generator chosen uniformly at random, as in `FilteredSampler`.
+    Returns a dict: `images` uint8 (N, 3, 32, 32) (rounded, see `to_uint8`), `labels` int64 (N,),
+    class-major, `probs` float32 (N, C), `generator` int64 (N,) index of the generator that drew it.
+    """
+    generators = list(generators) if isinstance(generators, (list, tuple)) else [generators]
+    device = torch.device(device) if device is not None else _module_device(generators[0])
+    C = generators[0].num_classes
+    amp = _autocast_factory(autocast, device)
+    rng, host_rng = torch.Generator(device).manual_seed(seed), torch.Generator().manual_seed(seed)
+    labels = torch.arange(C).repeat_interleave(n_per_class)
+    gen_idx = torch.randint(len(generators), (len(labels),), generator=host_rng)
+    images, probs = [], []
+    for i in range(0, len(labels), batch_size):
+        x = _mixture(generators, labels[i : i + batch_size], gen_idx[i : i + batch_size], rng, device, amp)
+        probs.append(_probs(classifier, x, C, amp).cpu())
+        images.append(to_uint8(x).cpu())
+    return {"images": torch.cat(images), "labels": labels, "probs": torch.cat(probs), "generator": gen_idx}
+
+
+def pool_stats(pool: dict, threshold) -> FilterStats:
+    """FilterStats of `pool` (from `sample_pool`) at `threshold`; None or 0 accepts everything, as the sampler."""
+    y, probs = pool["labels"], pool["probs"]
+    if _unfiltered(threshold):
+        keep = torch.ones(len(y), dtype=torch.bool)
+        wrong = ~keep
+    else:
+        keep, wrong = _judge(probs, y, threshold)
+    return FilterStats.zeros(probs.shape[1]).count(y, keep, wrong)
+
+
+def acceptance_table(pool: dict, thresholds) -> list:
+    """Overall fractions of the pool accepted / wrong class / below threshold, one row per threshold."""
+    rows = []
+    for t in thresholds:
+        s = pool_stats(pool, t)
+        n = int(s.drawn.sum())
+        rows.append({"threshold": t, "acceptance": int(s.accepted.sum()) / n,
+                     "wrong_class": int(s.wrong_class.sum()) / n, "low_confidence": int(s.low_confidence.sum()) / n,
+                     "classes_below_10pct": int((s.acceptance_rate() < 0.1).sum())})
+    return rows
+
+
+def pool_examples(pool: dict, threshold, per_class: int = 8, max_classes: int = 10):
+    """The first `per_class` samples of each class (of the first `max_classes`) that `threshold` keeps
+    (all samples for None/0): (x float (N, 3, 32, 32) in [-1, 1], y (N,)), classes with too few skipped."""
+    y = pool["labels"]
+    keep = torch.ones_like(y, dtype=torch.bool) if _unfiltered(threshold) else accept(pool["probs"], y, threshold)
+    idx = []
+    for c in range(min(int(y.max()) + 1, max_classes)):
+        hits = torch.nonzero(keep & (y == c)).flatten()[:per_class]
+        if len(hits) == per_class:
+            idx.append(hits)
+    idx = torch.cat(idx) if idx else torch.zeros(0, dtype=torch.int64)
+    return to_float(pool["images"][idx]), y[idx]

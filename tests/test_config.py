@@ -2,15 +2,31 @@ import json
 
 import pytest
 
-from lab.config import PRESETS, GANConfig, preset
+from lab.config import PRESETS, ClassifierConfig, GANConfig, preset
 from lab.errors import ConfigError, LabError
 
 
 def test_round_trip_through_json():
     for name in PRESETS:
         cfg = preset(name)
-        again = GANConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+        again = type(cfg).from_dict(json.loads(json.dumps(cfg.to_dict())))
         assert again == cfg
+    gan_src = preset("classifier-digits-smoke").replace(source="gan", gans=("a", "b"), threshold=0.9, filter="f")
+    again = ClassifierConfig.from_dict(json.loads(json.dumps(gan_src.to_dict())))
+    assert again == gan_src and again.gans == ("a", "b")
+
+
+def test_classifier_config_checks_its_source_fields():
+    base = preset("classifier-digits-smoke")
+    with pytest.raises(ConfigError, match=r"threshold must lie in \[0, 1\]"):
+        base.replace(source="gan", gans=("a",), threshold=1.5)
+    with pytest.raises(ConfigError, match="gans must name at least one GAN run"):
+        base.replace(source="gan")
+    with pytest.raises(ConfigError, match=r"gans must be of type"):
+        base.replace(source="gan", gans=("a", 3))
+    assert base.replace(source="gan", gans=("a",), threshold=None).threshold is None
+    assert preset("classifier-cifar10-paper").steps == 156_250
+    assert preset("classifier-cifar10-paper").batch_size * 156_250 == 200 * 50_000  # the paper's 200 epochs
 
 
 def test_unknown_key_is_named():

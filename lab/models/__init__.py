@@ -3,6 +3,7 @@ from torch import nn
 
 from ..config import GANConfig
 from .biggan import Discriminator, Generator
+from .resnet import ResNet18
 
 
 def build_gan(config: GANConfig) -> tuple[Generator, Discriminator]:
@@ -30,4 +31,4 @@ def size_mib(module: nn.Module) -> float:
     return size_mb(module, unit="MiB")
 
 
-__all__ = ["Discriminator", "Generator", "build_gan", "param_count", "size_mb", "size_mib"]
+__all__ = ["Discriminator", "Generator", "ResNet18", "build_gan", "param_count", "size_mb", "size_mib"]

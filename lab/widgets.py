@@ -1,0 +1,105 @@
+"""Interactive explorers for notebooks (ipywidgets), drivable headless for tests."""
+import ipywidgets as W
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import display
+
+from . import plots
+from .data import to_float
+from .sampling import accept, pool_stats
+
+
+class ThresholdExplorer(W.VBox):
+    """Algorithm 1's threshold on a cached pool of generated samples and their classifier probabilities.
+
+    Moving the slider (or choosing a class) recomputes, without re-running the GAN: the per-class
+    accepted / wrong class / below threshold bars, the overall acceptance rate, grids of accepted and
+    rejected samples of the chosen class, and (when `results` holds GAN-sample classifier runs) their
+    measured test error against the threshold. Threshold 0 is the unfiltered stream, as in the sampler.
+
+    Args:
+        pool: `lab.sampling.sample_pool(...)` output (images, labels, probs).
+        class_names: names of the classes.
+        results: DataFrame of `lab.experiments.classifier_results`, or None.
+        fig_dir, name: where and under which name the export button writes the figure.
+    """
+
+    def __init__(self, pool: dict, class_names, results=None, threshold: float = 0.9, fig_dir=None,
+                 name: str = "threshold_explorer", grid: int = 16):
+        self.pool, self.class_names, self.fig_dir, self.name, self.grid = pool, list(class_names), fig_dir, name, grid
+        self.results = None
+        if results is not None and len(results):
+            self.results = results[(results["source"] == "gan") & (results["gans"] == 1)]
+        self.slider = W.FloatSlider(value=threshold, min=0.0, max=0.99, step=0.01, description="threshold",
+                                    continuous_update=False, readout_format=".2f")
+        self.klass = W.Dropdown(options=[(f"{i}: {n}", i) for i, n in enumerate(self.class_names)], value=0,
+                                description="class")
+        self.rate = W.HTML()
+        self.button = W.Button(description="Export figure", icon="download")
+        self.saved = W.HTML()
+        self.out = W.Output()
+        self.fig = None
+        super().__init__([W.HBox([self.slider, self.klass, self.button]), self.rate, self.saved, self.out])
+        self.slider.observe(lambda _: self.update(), names="value")
+        self.klass.observe(lambda _: self.update(), names="value")
+        self.button.on_click(lambda _: self.export())
+        self.update()
+
+    def update(self) -> None:
+        """Recompute the counts for the current threshold and class, and redraw."""
+        t, c = self.slider.value, self.klass.value
+        self.stats = pool_stats(self.pool, t)
+        labels = self.pool["labels"]
+        self.mask = torch.ones_like(labels, dtype=torch.bool) if not t else accept(self.pool["probs"], labels, t)
+        drawn, acc = int(self.stats.drawn.sum()), int(self.stats.accepted.sum())
+        self.rate.value = (
+            f"<b>accepted {acc:,} / {drawn:,} = {acc / drawn:.1%}</b> at threshold {t:.2f}; "
+            f"class {self.class_names[c]}: {int(self.stats.accepted[c])} / {int(self.stats.drawn[c])} "
+            f"(wrong class {int(self.stats.wrong_class[c])}, below threshold {int(self.stats.low_confidence[c])})"
+        )
+        self._draw(t, c)
+
+    @property
+    def counts(self) -> dict:
+        """Per-class counts currently shown: {"accepted": [...], "wrong_class": [...], "low_confidence": [...]}."""
+        return {k: getattr(self.stats, k).tolist() for k in ("drawn", "accepted", "wrong_class", "low_confidence")}
+
+    def _draw(self, t: float, c: int) -> None:
+        if self.fig is not None:
+            plt.close(self.fig)
+        fig = plt.figure(figsize=(plots.PAGE_WIDTH_IN, 4.2))
+        gs = fig.add_gridspec(2, 3, height_ratios=[1, 1.1])
+        plots.filter_bars(self.stats, self.class_names, ax=fig.add_subplot(gs[0, :2]))
+        self._draw_errors(fig.add_subplot(gs[0, 2]), t)
+        in_class = self.pool["labels"] == c
+        for col, (title, sel) in enumerate((("accepted", self.mask & in_class), ("rejected", ~self.mask & in_class))):
+            ax = fig.add_subplot(gs[1, col])
+            idx = torch.nonzero(sel).flatten()[: self.grid]
+            if len(idx):
+                plots.show_images(ax, to_float(self.pool["images"][idx]), nrow=4, title=f"{title} ({int(sel.sum())})")
+            else:
+                ax.set_axis_off()
+                ax.set_title(f"{title} (none)", fontsize=8)
+        fig.tight_layout()
+        self.fig = fig
+        with self.out:
+            self.out.clear_output(wait=True)
+            display(fig)
+
+    def _draw_errors(self, ax, t: float) -> None:
+        ax.axvline(t, color="0.5", lw=1, ls="--")
+        if self.results is not None and len(self.results):
+            d = self.results.assign(t=self.results["threshold"].fillna(0.0).astype(float))
+            g = d.groupby("t")["error"].mean()
+            ax.plot(g.index, g.values, marker="o", ms=4, lw=1)
+        else:
+            ax.text(0.5, 0.5, "no GAN-sample\nclassifier runs yet", ha="center", va="center", fontsize=7,
+                    transform=ax.transAxes)
+        ax.set(xlim=(-0.02, 1.0), xlabel="threshold", ylabel="test error (%)")
+        ax.tick_params(labelsize=7)
+
+    def export(self) -> list:
+        """Write the current figure (PDF + PNG) via `lab.plots.export`."""
+        paths = plots.export(self.fig, f"{self.name}_t{self.slider.value:.2f}", self.fig_dir, width=plots.PAGE_WIDTH_IN)
+        self.saved.value = "saved " + ", ".join(str(p) for p in paths)
+        return paths

@@ -1,0 +1,46 @@
+"""The threshold explorer, driven headless: the counts it shows are Algorithm 1's."""
+import pandas as pd
+import pytest
+import torch
+
+from lab.sampling import accept
+from lab.widgets import ThresholdExplorer
+
+
+@pytest.fixture
+def pool():
+    g = torch.Generator().manual_seed(0)
+    C, per = 3, 20
+    labels = torch.arange(C).repeat_interleave(per)
+    probs = torch.distributions.Dirichlet(torch.full((C,), 0.7)).sample((C * per,))
+    probs[labels == 1] = 0.1 * probs[labels == 1] + 0.9 * torch.tensor([0.0, 1.0, 0.0])  # class 1: confident
+    images = torch.randint(0, 256, (C * per, 3, 32, 32), generator=g, dtype=torch.uint8)
+    return {"images": images, "labels": labels, "probs": probs, "generator": torch.zeros(C * per, dtype=torch.int64)}
+
+
+def test_slider_updates_counts_to_what_accept_gives(pool, tmp_path):
+    ex = ThresholdExplorer(pool, ["a", "b", "c"], threshold=0.5, fig_dir=tmp_path)
+    for t in (0.3, 0.7, 0.95):
+        ex.slider.value = t
+        keep = accept(pool["probs"], pool["labels"], t)
+        right = pool["probs"].argmax(1) == pool["labels"]
+        for c in range(3):
+            m = pool["labels"] == c
+            assert ex.counts["accepted"][c] == int((keep & m).sum())
+            assert ex.counts["wrong_class"][c] == int((~right & m).sum())
+            assert ex.counts["low_confidence"][c] == int((right & ~keep & m).sum())
+        assert f"accepted {int(keep.sum())} / 60" in ex.rate.value
+    ex.slider.value = 0.0  # the unfiltered stream
+    assert ex.counts["accepted"] == [20, 20, 20]
+
+
+def test_class_selector_and_export(pool, tmp_path):
+    results = pd.DataFrame([{"source": "gan", "gans": 1, "threshold": t, "error": e} for t, e in ((None, 9.0), (0.5, 7.0))])
+    ex = ThresholdExplorer(pool, ["a", "b", "c"], results=results, threshold=0.5, fig_dir=tmp_path, name="ex")
+    ex.klass.value = 1
+    keep = accept(pool["probs"], pool["labels"], 0.5)
+    n1 = int((keep & (pool["labels"] == 1)).sum())
+    assert f"class b: {n1} / 20" in ex.rate.value
+    paths = ex.export()
+    assert [p.name for p in paths] == ["ex_t0.50.pdf", "ex_t0.50.png"] and all(p.exists() for p in paths)
+    assert "saved" in ex.saved.value
