@@ -44,12 +44,21 @@ def _markdown(rows: list) -> str:
 
 
 def _bench(args) -> None:
-    from .bench import GAN_VARIANTS, bench_gan
+    from . import bench
 
-    unknown = set(args.variants or []) - set(GAN_VARIANTS)
+    known = bench.GAN_VARIANTS if args.what == "gan" else bench.STREAM_VARIANTS
+    unknown = set(args.variants or []) - set(known)
     if unknown:
-        raise LabError(f"Unknown variant(s) {sorted(unknown)}; choose from {list(GAN_VARIANTS)}.")
-    rows = bench_gan(args.preset, args.steps, args.warmup, args.device, args.variants, **_overrides(args.set))
+        raise LabError(f"Unknown variant(s) {sorted(unknown)}; choose from {list(known)}.")
+    runs = dict(gan_run=args.gan_run, filter_run=args.filter_run)
+    if args.what == "gan":
+        rows = bench.bench_gan(args.preset, args.steps, args.warmup, args.device, args.variants, **_overrides(args.set))
+    elif args.what == "sampler":
+        rows = bench.bench_sampler(args.preset, args.classifier_preset, args.threshold, args.steps, args.warmup,
+                                   args.batch_size, None, args.device, args.variants, **runs)
+    else:
+        rows = bench.bench_classifier(args.preset, args.classifier_preset, args.threshold, args.steps, args.warmup,
+                                      args.device, args.variants, **runs, **_overrides(args.set))
     print(_markdown(rows))
 
 
@@ -69,14 +78,19 @@ def main(argv=None) -> int:
     tg.add_argument("--run-dir", help="default: runs/gan/<dataset>-s<seed>-<hash>")
     tg.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config fields, e.g. device=cpu")
 
-    bench = sub.add_parser("bench", help="throughput of a training loop, fp32 eager vs the fast path")
-    bench.add_argument("what", choices=("gan",))
-    bench.add_argument("--preset", default="digits-smoke")
-    bench.add_argument("--steps", type=int, default=20, help="timed G steps per variant")
-    bench.add_argument("--warmup", type=int, default=5, help="untimed G steps first (compilation)")
+    bench = sub.add_parser("bench", help="throughput, fp32 eager vs the fast path, side by side")
+    bench.add_argument("what", choices=("gan", "sampler", "classifier"))
+    bench.add_argument("--preset", default="digits-smoke", help="GAN preset (all three benches)")
+    bench.add_argument("--classifier-preset", default="classifier-digits-smoke", help="sampler / classifier benches")
+    bench.add_argument("--gan-run", help="sampler / classifier: a trained GAN run directory (else untrained)")
+    bench.add_argument("--filter-run", help="sampler / classifier: a trained filter classifier run directory")
+    bench.add_argument("--threshold", type=float, default=0.9, help="Algorithm 1's threshold (trained runs only)")
+    bench.add_argument("--steps", type=int, default=20, help="timed steps (sampler: batches) per variant")
+    bench.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation)")
+    bench.add_argument("--batch-size", type=int, default=128, help="sampler: batch size")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--variants", nargs="*", help="subset of: 'fp32 eager', 'bf16 + channels_last', ...")
-    bench.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config fields")
+    bench.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="gan / classifier: override config fields")
 
     args = ap.parse_args(argv)
     try:

@@ -47,3 +47,119 @@ def _device_name(device: str) -> str:
     import platform
 
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+# --- Algorithm 1's stream and the classifier trained on it ---------------------------------
+STREAM_VARIANTS = {
+    "fp32 eager": dict(precision="fp32", channels_last="off", compile=False),
+    "bf16 + channels_last": dict(precision="bf16", channels_last="on", compile=False),
+    "bf16 + channels_last + compile": dict(precision="bf16", channels_last="on", compile=True),
+}
+
+
+def _stream_models(gan_preset, classifier_preset, gan_run, filter_run, dev):
+    """Trained models from run directories when given, else freshly initialised ones of the presets."""
+    import torch
+
+    from .models import ResNet18, build_gan
+    from .train.classifier import load_classifier
+    from .train.gan import load_generator
+
+    torch.manual_seed(0)
+    G = load_generator(gan_run, device=dev) if gan_run else build_gan(preset(gan_preset))[0].to(dev).eval()
+    if filter_run:
+        clf = load_classifier(filter_run, device=dev)
+    else:
+        c = preset(classifier_preset)
+        clf = ResNet18(c.num_classes, c.width).to(dev).eval()
+    return G, clf
+
+
+def _sync(dev):
+    import torch
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def bench_sampler(gan_preset="digits-smoke", classifier_preset="classifier-digits-smoke", threshold=0.9,
+                  batches=20, warmup=3, batch_size=128, draw_batch=None, device="auto", variants=None,
+                  gan_run=None, filter_run=None) -> list:
+    """Accepted images/s of `FilteredSampler` per variant.
+
+    With `gan_run` / `filter_run` (run directories) the trained models are used; without them the
+    models are freshly initialised and the stream is unfiltered (threshold None: an untrained
+    classifier predicts nearly one class, so Algorithm 1 would starve the others); the rows say which.
+    """
+    import time
+
+    import torch
+
+    from .sampling import FilteredSampler
+    from .train.common import resolve_device
+
+    dev = resolve_device(device)
+    trained = bool(gan_run and filter_run)
+    t = threshold if trained else None
+    rows = []
+    for name in variants or STREAM_VARIANTS:
+        v = STREAM_VARIANTS[name]
+        G, clf = _stream_models(gan_preset, classifier_preset, gan_run, filter_run, dev)
+        if v["channels_last"] == "on":
+            G, clf = G.to(memory_format=torch.channels_last), clf.to(memory_format=torch.channels_last)
+        if v["compile"]:
+            G, clf = torch.compile(G), torch.compile(clf)  # attribute reads (z_dim, ...) pass through
+        s = FilteredSampler([G], clf, t, batch_size, draw_batch=draw_batch or 8 * batch_size, seed=0, device=dev,
+                            autocast=v["precision"] == "bf16")
+        for _ in range(warmup):
+            next(s)
+        _sync(dev)
+        drawn0, t0 = int(s.stats.drawn.sum()), time.perf_counter()
+        for _ in range(batches):
+            next(s)
+        _sync(dev)
+        sec = time.perf_counter() - t0
+        drawn = int(s.stats.drawn.sum()) - drawn0
+        rows.append({
+            "variant": name, "device": _device_name(str(dev)), "models": "trained runs" if trained else "untrained",
+            "threshold": t, "accepted img/s": round(batches * batch_size / sec, 1),
+            "drawn img/s": round(drawn / sec, 1), "acceptance": round(batches * batch_size / max(drawn, 1), 3),
+        })
+    return rows
+
+
+def bench_classifier(gan_preset="digits-smoke", classifier_preset="classifier-digits-smoke", threshold=0.9,
+                     steps=20, warmup=3, device="auto", variants=None, gan_run=None, filter_run=None, **overrides) -> list:
+    """Training images/s of the classifier on the live filtered stream, per variant (the real loop).
+
+    Models as in `bench_sampler` (untrained: an unfiltered stream).
+    """
+    import tempfile
+
+    from .sampling import FilteredSampler
+    from .train.classifier import train_classifier
+    from .train.common import resolve_device
+
+    dev = resolve_device(device)
+    trained = bool(gan_run and filter_run)
+    t = threshold if trained else None
+    rows = []
+    for name in variants or STREAM_VARIANTS:
+        v = STREAM_VARIANTS[name]
+        cfg = preset(classifier_preset).replace(
+            source="gan", gans=("bench",), threshold=t, filter="bench", augment=False, device=str(dev),
+            steps=warmup + steps, log_every=warmup, eval_every=10**9, ckpt_every=10**9, **v, **overrides)
+        G, clf = _stream_models(gan_preset, classifier_preset, gan_run, filter_run, dev)
+        stream = FilteredSampler([G], clf, t, cfg.batch_size, draw_batch=8 * cfg.batch_size, seed=0, device=dev,
+                                 autocast=v["precision"] == "bf16")
+        with tempfile.TemporaryDirectory() as d:
+            stats = train_classifier(cfg, stream, d).stats()
+        ends = [s["step"] for s in stats]
+        timed = [(s["sec_per_step"], b - a) for s, a, b in zip(stats[1:], ends, ends[1:]) if "sec_per_step" in s]
+        sec = sum(x * n for x, n in timed) / sum(n for _, n in timed)
+        rows.append({
+            "variant": name, "device": _device_name(str(dev)), "models": "trained runs" if trained else "untrained",
+            "threshold": t, "train img/s": round(cfg.batch_size / sec, 1), "ms per step": round(1000 * sec, 1),
+            "156,250 steps (h)": round(156_250 * sec / 3600, 2),
+        })
+    return rows
