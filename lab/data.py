@@ -63,6 +63,11 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32) / 127.5 - 1.0
 
 
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats -> uint8 round((x + 1) * 127.5), clamped; torch.round is half-to-even (0.0 -> 128)."""
+    return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 def load_dataset(name: str, split: str, root: str = "data", download: bool = True) -> ImageDataset:
     """Load `split` ("train"/"test") of `name` (cifar10, cifar100, svhn, digits).
 

@@ -19,3 +19,7 @@ class CheckpointError(LabError):
 
 class DivergenceError(LabError, FloatingPointError):
     """A training loss became NaN or infinite."""
+
+
+class WeightsNotFoundError(LabError, FileNotFoundError):
+    """Pretrained weights (the FID Inception network) are missing and could not be downloaded."""

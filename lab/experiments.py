@@ -1,5 +1,8 @@
 """The papers' experiment grids as get-or-train runs, gathered into pandas tables beside the papers' numbers."""
+import hashlib
+import json
 import math
+from pathlib import Path
 
 from .config import ClassifierConfig, classifier_preset, gan_preset, preset
 from .data import load_dataset, subset
@@ -136,7 +139,7 @@ def classifier_results(root=None, dataset: str = None) -> list:
         n = (cfg.subset or n_train[cfg.dataset]) if cfg.source == "real" else None
         rows.append({
             "run": run.path.name, "dataset": cfg.dataset, "source": cfg.source, "n_real": n,
-            "gans": len(cfg.gans), "threshold": cfg.threshold, "filter": cfg.filter or None,
+            "gans": len(cfg.gans), "gan_names": tuple(sorted(cfg.gans)), "threshold": cfg.threshold, "filter": cfg.filter or None,
             "steps": cfg.steps, "epochs": round(cfg.steps * cfg.batch_size / n, 2) if n else None,
             "seed": cfg.seed, "error": done["error"],
         })
@@ -190,3 +193,207 @@ def _pm(errors) -> str:
     if len(errors) == 1:
         return f"{errors.iloc[0]:.2f}"
     return f"{errors.mean():.2f} ± {errors.std():.2f} ({len(errors)} runs)"
+
+
+# --- Table I: sets of 1, 2, 4, 6 GANs, add vs concat (Pham et al. 2019, IV-D/E) -------------------
+# (dataset, block, number of GANs) -> size (MB), IS mean, IS std, FID mean, FID std, error mean, error std
+PAPER_TABLE_I = {
+    ("cifar10", "add", 1): (16.6, 8.62, 0.13, 6.84, 0.69, 11.75, 0.23),
+    ("cifar10", "add", 2): (33.2, 8.62, 0.16, 6.53, 0.12, 10.32, 0.50),
+    ("cifar10", "add", 4): (66.4, 8.56, 0.16, 6.47, 0.14, 9.32, 0.02),
+    ("cifar10", "add", 6): (99.6, 8.58, 0.17, 6.60, 0.1, 8.86, 0.12),
+    ("cifar100", "add", 1): (17.7, 9.43, 0.17, 9.19, 0.48, 40.25, 0.32),
+    ("cifar100", "add", 2): (35.4, 9.4, 0.22, 8.85, 0.3, 38.14, 2.00),
+    ("cifar100", "add", 4): (70.8, 9.33, 0.22, 8.42, 0.11, 34.86, 0.05),
+    ("cifar100", "add", 6): (106.2, 9.39, 0.25, 8.45, 0.09, 35.13, 0.24),
+    ("cifar100", "concat", 1): (18.8, 9.31, 0.13, 8.68, 0.50, 37.78, 0.28),
+    ("cifar100", "concat", 2): (37.6, 9.29, 0.13, 8.43, 0.1, 35.67, 1.01),
+    ("cifar100", "concat", 4): (75.2, 9.31, 0.17, 8.49, 0.12, 32.78, 0.54),
+    ("cifar100", "concat", 6): (112.8, 9.3, 0.12, 8.10, 0.12, 32.44, 0.34),
+}
+# Table I's IS of the real training set (its 50k rows).
+PAPER_REAL_IS = {"cifar10": 10.2, "cifar100": 12.1}
+
+
+def gan_set(profile: str, dataset: str, block: str, seeds, data_root: str = "data", root=None, steps: int = None) -> list:
+    """Get, resume or train one GAN per seed (the paper's multi-GAN sets use GANs of distinct seeds)."""
+    return [gan_run(profile, dataset, block, s, data_root, root, steps) for s in seeds]
+
+
+def _gan_block(name: str, root) -> str:
+    from .config import GANConfig
+
+    return Run(_root(root) / "gan" / name).config(GANConfig).block
+
+
+def _root(root):
+    from .runs import default_root
+
+    return Path(root or default_root())
+
+
+def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None, device: str = "auto",
+                    seed: int = 0, weights=None) -> dict:
+    """Metrics of the uniform mixture of `gan_runs` (unfiltered samples), cached in `<root>/metrics/`.
+
+    In-domain: Fréchet distance in the filter classifier's penultimate features against the real
+    training split, per-class FD, duplicate rate within classes (feature cosine > 0.99). IS and FID
+    (torch-fidelity, n samples, FID against the training split) only when the Inception weights are
+    available; otherwise they are None and `inception` says why. Never faked.
+    """
+    from . import metrics
+    from .config import ClassifierConfig
+    from .sampling import sample_pool
+    from .train.classifier import load_classifier
+    from .train.common import resolve_device
+    from .train.gan import load_generator
+
+    names = sorted(r.path.name for r in gan_runs)
+    key = hashlib.sha256(json.dumps([names, filter_run.path.name, n, seed]).encode()).hexdigest()[:12]
+    path = _root(root) / "metrics" / f"{len(names)}gan-{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    dev = resolve_device(device)
+    cfg = filter_run.config(ClassifierConfig)
+    gens = [load_generator(r.path, device=dev) for r in gan_runs]
+    clf = load_classifier(filter_run.path, device=dev)
+    train = load_dataset(cfg.dataset, "train", cfg.data_root)
+    pool = sample_pool(gens, clf, max(1, n // cfg.num_classes), seed=seed, device=dev)
+    feats = metrics.features(clf, pool["images"])
+    real = metrics.features(clf, train.images)
+    fd = metrics.fid_from_statistics(*metrics.statistics(feats.numpy()), *metrics.statistics(real.numpy()))
+    per_class = metrics.per_class_fd(clf, pool["images"], pool["labels"], train.images, train.targets)
+    dup = metrics.duplicate_rate(feats, pool["labels"])
+    out = {"gans": names, "filter": filter_run.path.name, "n": len(pool["labels"]), "feature_fd": fd,
+           "per_class_fd": per_class, "duplicate_rate": dup["overall"], "per_class_duplicate_rate": dup["per_class"],
+           "G_MiB": sum(metrics.size_mb(G, "MiB") for G in gens), "IS": None, "IS_std": None, "FID": None}
+    if metrics.inception_available(weights):
+        m = metrics.inception_metrics(gens, train, n=n, device=str(dev), seed=seed, weights=weights)
+        out.update(IS=m["IS"], IS_std=m["IS_std"], FID=m["FID"], inception="computed")
+    else:
+        out["inception"] = "not computed: no Inception weights (set LAB_INCEPTION_WEIGHTS)"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1))
+    tmp.replace(path)
+    return out
+
+
+def cached_metrics(root=None) -> list:
+    """Every cached GAN-set metrics record of the run store."""
+    base = _root(root) / "metrics"
+    return [json.loads(p.read_text()) for p in sorted(base.glob("*.json"))] if base.exists() else []
+
+
+def gan_set_rows(results, root=None, threshold=0.9) -> list:
+    """One row per GAN set with finished GAN-sample classifiers: dataset, block, #GANs, size, metrics,
+    error at `threshold` (mean ± std over classifier seeds) and CAS (accuracy of the unfiltered classifier)."""
+    import pandas as pd
+
+    gan = results[results["source"] == "gan"]
+    mets = {tuple(m["gans"]): m for m in cached_metrics(root)}
+    rows = []
+    for (names, steps), g in gan.groupby(["gan_names", "steps"]):
+        filt = at_threshold(g, threshold)["error"]
+        unfilt = at_threshold(g, None)["error"]
+        m = mets.get(tuple(names), {})
+        rows.append({
+            "dataset": g["dataset"].iloc[0], "block": _gan_block(names[0], root), "GANs": len(names), "steps": steps,
+            "gan_names": names, "size (MiB)": m.get("G_MiB"), "IS": m.get("IS"), "IS_std": m.get("IS_std"),
+            "FID": m.get("FID"), "feature FD": m.get("feature_fd"), "duplicates": m.get("duplicate_rate"),
+            "error": filt.mean() if len(filt) else None, "error_std": filt.std() if len(filt) > 1 else None,
+            "error_runs": len(filt), "CAS": 100 - unfilt.mean() if len(unfilt) else None,
+        })
+    return pd.DataFrame(rows)
+
+
+def table_i(results, root=None, threshold=0.9, real=None):
+    """Table I: rows per dataset and block for 1, 2, 4, 6 GANs (sets of the same size pooled: their ±
+    is over all classifier runs), then the real subsets for the same #steps and #epochs, with the
+    paper's values in the adjacent columns. IS/FID read "not computed" where no Inception weights were.
+
+    Args:
+        results: DataFrame of `classifier_results(root)`.
+        real: DataFrame of `real_results(...)` (with "match"), or None to leave the real rows out.
+    """
+    import pandas as pd
+
+    sets = gan_set_rows(results, root, threshold)
+    rows = []
+    for (dataset, block, k), g in sets.groupby(["dataset", "block", "GANs"]) if len(sets) else []:
+        errs = results[(results["source"] == "gan") & results["gan_names"].isin(list(g["gan_names"]))]
+        errs = at_threshold(errs, threshold)["error"]
+        p = PAPER_TABLE_I.get((dataset, block, k))
+        rows.append({
+            "dataset": dataset, "block": block, "rows": f"{k} GAN" + ("s" if k > 1 else ""),
+            "size (MiB)": _num(g["size (MiB)"].mean()), "IS": _metric(g, "IS"), "FID": _metric(g, "FID"),
+            "feature FD": _num(g["feature FD"].mean()), "error (%)": _pm(errs),
+            "paper size (MB)": p[0] if p else None, "paper IS": _pm2(p[1:3]) if p else None,
+            "paper FID": _pm2(p[3:5]) if p else None, "paper error (%)": _pm2(p[5:7]) if p else None,
+        })
+    for dataset in sorted(set(real["dataset"])) if real is not None and len(real) else []:
+        ref = PAPER_REAL_ERROR.get(dataset, {})
+        for match in ("steps", "epochs"):
+            d = real[(real["dataset"] == dataset) & (real["match"] == match)]
+            for frac, g in sorted(d.groupby("fraction"), key=lambda kv: -kv[0]):
+                n = int(g["n_real"].iloc[0])
+                paper_n = round(frac * 50_000)
+                rows.append({
+                    "dataset": dataset, "block": "real", "rows": f"{n:,} real, same #{match}",
+                    "size (MiB)": _num(n * 3 * 32 * 32 / 2**20), "IS": None, "FID": None, "feature FD": None,
+                    "error (%)": _pm(g["error"]), "paper size (MB)": paper_n * 3 * 32 * 32 // 1_000_000 if ref else None,
+                    "paper IS": PAPER_REAL_IS.get(dataset) if frac == 1 else None, "paper FID": None,
+                    "paper error (%)": ref.get(match, {}).get(paper_n),
+                })
+    return pd.DataFrame(rows)
+
+
+def _num(x, digits: int = 2):
+    return None if x is None or x != x else round(float(x), digits)
+
+
+def _metric(g, key) -> str:
+    vals = g[key].dropna()
+    if not len(vals):
+        return "not computed"
+    std = g[f"{key}_std"].dropna() if f"{key}_std" in g else []
+    return f"{vals.mean():.2f}" + (f" ± {std.mean():.2f}" if len(std) else (f" ± {vals.std():.2f}" if len(vals) > 1 else ""))
+
+
+def _pm2(pair) -> str:
+    return f"{pair[0]:.2f} ± {pair[1]:.2f}"
+
+
+def export_table(df, name: str, out_dir=None) -> list:
+    """Write a table as `<name>.md` (markdown) and `<name>.tex` (pandas Styler.to_latex), for papers."""
+    from .plots import figure_dir
+
+    out = figure_dir(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / f"{name}.md"
+    md.write_text(_markdown(df))
+    tex = out / f"{name}.tex"
+    tex.write_text(df.style.hide(axis="index").format(na_rep="–", precision=2).to_latex(hrules=True))
+    return [md, tex]
+
+
+def _markdown(df) -> str:
+    cols = list(df.columns)
+    cell = lambda v: "–" if v is None or (isinstance(v, float) and v != v) else str(v)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def correlations(sets) -> list:
+    """Spearman correlation of the classifier error with IS, FID, feature FD and CAS across GAN sets
+    (the quantitative form of the paper's conclusion that IS/FID do not predict the error)."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for metric in ("IS", "FID", "feature FD", "CAS"):
+        d = sets[["error", metric]].dropna() if metric in sets else []
+        n = len(d)
+        rho, p = spearmanr(d["error"], d[metric]) if n >= 3 else (float("nan"), float("nan"))
+        rows.append({"metric": metric, "GAN sets": n, "spearman rho": _num(rho, 3), "p": _num(p, 3)})
+    return rows

@@ -1,7 +1,399 @@
-"""Metrics: nearest neighbours (memorisation check), model and dataset sizes."""
-import torch
+"""Metrics: IS/FID/KID/PR through torch-fidelity, the Fréchet distance, classifier-feature FD and
+duplicates, model and dataset sizes, nearest neighbours (memorisation check)."""
+import contextlib
+import functools
+import hashlib
+import itertools
+import os
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch_fidelity.generative_model_base import GenerativeModelBase
+
+from .data import to_float, to_uint8
+from .errors import ConfigError, LabError, WeightsNotFoundError
 from .models import param_count, size_mb  # noqa: F401  (model sizes are metrics too)
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's name; the suffix is its sha256 prefix
+_FIDELITY_KEYS = {"inception_score_mean": "IS", "inception_score_std": "IS_std", "frechet_inception_distance": "FID",
+                  "kernel_inception_distance_mean": "KID", "kernel_inception_distance_std": "KID_std",
+                  "precision": "precision", "recall": "recall"}
+
+
+# --- Fréchet distance ------------------------------------------------------------------------
+
+
+def statistics(features):
+    """Mean (D,) and covariance (D, D) of features (N, D), float64; the covariance divides by N - 1."""
+    x = np.asarray(features.cpu() if torch.is_tensor(features) else features, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ConfigError(f"statistics needs features of shape (N >= 2, D), got {x.shape}.")
+    return x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))
+
+
+def fid_from_statistics(mu1, sigma1, mu2, sigma2) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64.
+
+    |mu1 - mu2|^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2), with tr sqrt(S1 S2) = sum_i sqrt(lambda_i(S1 S2)).
+    S1 S2 is not symmetric, so `eigvalsh` is wrong here (negative eigenvalues); `eigvals` may return
+    a real array, so the eigenvalues are cast to complex before the square root and the real part is
+    summed, otherwise tiny negative eigenvalues of rank-deficient covariances give NaN (torch-fidelity
+    >= 0.4's formula, its commit 154062c).
+
+    Args:
+        mu1, mu2: means (D,).
+        sigma1, sigma2: covariances (D, D).
+    Returns:
+        The distance as a Python float.
+    """
+    mu1, mu2 = (np.atleast_1d(np.asarray(m, dtype=np.float64)) for m in (mu1, mu2))
+    s1, s2 = (np.atleast_2d(np.asarray(s, dtype=np.float64)) for s in (sigma1, sigma2))
+    d = mu1.shape[0]
+    if mu1.ndim != 1 or mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
+        raise ConfigError(f"Statistics do not match: mu1 {mu1.shape}, sigma1 {s1.shape}, mu2 {mu2.shape}, "
+                          f"sigma2 {s2.shape}; pass means (D,) and covariances (D, D) of the same feature size D.")
+    diff = mu1 - mu2
+    tr_covmean = np.sqrt(np.linalg.eigvals(s1 @ s2).astype(np.complex128)).real.sum()
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
+
+
+# --- Sizes -----------------------------------------------------------------------------------
+
+
+def model_size_mb(module: torch.nn.Module) -> float:
+    """Float32 size of all parameters in MB (1e6 bytes), frozen ones included."""
+    return size_mb(module, "MB")
+
+
+def dataset_size_mb(n: int, shape=(3, 32, 32)) -> float:
+    """Raw storage of n uint8 images in MB (1e6 bytes): 10k CIFAR images = 30.7 MB (the paper's "30 MB")."""
+    return n * torch.Size(shape).numel() / 1e6
+
+
+# --- Inception weights -----------------------------------------------------------------------
+
+
+def _hub_weights_path() -> str:
+    return os.path.join(torch.hub.get_dir(), "checkpoints", INCEPTION_FILE)
+
+
+def _find_weights(weights=None):
+    """The weights file to use (argument, then $LAB_INCEPTION_WEIGHTS, then torch hub's cache), or None."""
+    for given, what in ((weights, "weights"), (os.environ.get("LAB_INCEPTION_WEIGHTS"), "LAB_INCEPTION_WEIGHTS")):
+        if given:
+            if not os.path.isfile(given):
+                raise WeightsNotFoundError(f"{what}={given} is not a file; point it at {INCEPTION_FILE} "
+                                           f"or put that file at {_hub_weights_path()}.")
+            return str(given)
+    hub = _hub_weights_path()
+    return hub if os.path.isfile(hub) else None
+
+
+def inception_available(weights=None) -> bool:
+    """Whether the FID Inception weights are on disk (so IS/FID can be computed without a download).
+
+    Args:
+        weights: explicit path to check first (else $LAB_INCEPTION_WEIGHTS, else torch hub's cache).
+    """
+    try:
+        return _find_weights(weights) is not None
+    except WeightsNotFoundError:
+        return False
+
+
+def _ensure_weights(weights=None) -> str:
+    """The local weights file; when there is none, torch-fidelity's download into torch hub's cache."""
+    path = _find_weights(weights)
+    if path is not None:
+        return path
+    import urllib.error
+
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    hub = _hub_weights_path()
+    try:  # what torch-fidelity's load_state_dict_from_url would do, minus loading the file
+        os.makedirs(os.path.dirname(hub), exist_ok=True)
+        torch.hub.download_url_to_file(URL_INCEPTION_V3, hub, progress=False)
+    except (urllib.error.URLError, OSError, RuntimeError) as e:
+        raise WeightsNotFoundError(
+            f"The FID Inception weights are not on this machine and the download failed ({type(e).__name__}); "
+            f"set LAB_INCEPTION_WEIGHTS=/path/to/{INCEPTION_FILE} or copy that file to {hub}.") from None
+    return hub
+
+
+@functools.lru_cache(maxsize=8)
+def _file_hash(path: str, size: int, mtime_ns: int) -> str:  # size/mtime: a changed file is hashed again
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:8]
+
+
+def _reference_cache_name(reference, weights: str) -> str:
+    """`lab-<dataset>-n<N>-<content hash>-inception<weights hash>`: one entry per dataset split and weights."""
+    content = hashlib.blake2b(np.ascontiguousarray(reference.images.numpy()), digest_size=6)
+    content.update(np.ascontiguousarray(reference.targets.numpy()))
+    st = os.stat(weights)
+    w = _file_hash(os.path.realpath(weights), st.st_size, st.st_mtime_ns)
+    return f"lab-{getattr(reference, 'name', 'images')}-n{len(reference.images)}-{content.hexdigest()}-inception{w}"
+
+
+# --- torch-fidelity inputs -------------------------------------------------------------------
+
+
+def _device_of(module) -> torch.device:
+    if not isinstance(module, torch.nn.Module):
+        return torch.device("cpu")
+    t = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return t.device if t is not None else torch.device("cpu")
+
+
+def _balanced_labels(n: int, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """n labels, n // C of each class and one more for a seeded choice of n % C classes, shuffled."""
+    counts = torch.full((num_classes,), n // num_classes, dtype=torch.int64)
+    counts[torch.randperm(num_classes, generator=generator)[: n % num_classes]] += 1
+    labels = torch.repeat_interleave(torch.arange(num_classes), counts)
+    return labels[torch.randperm(n, generator=generator)]
+
+
+class FidelityGenerator(GenerativeModelBase):
+    """torch-fidelity input of `n` class-balanced samples from one generator or a uniform mixture.
+
+    torch-fidelity draws the noise (seeded with its `rng_seed`) and calls `forward(z)` batch after
+    batch; this wrapper supplies its own labels (exactly n // C per class, plus one for n % C seeded
+    classes, shuffled), since torch-fidelity's conditional path uses `np.int` (gone from NumPy), and
+    returns uint8 images rounded by `to_uint8`. Each sample comes from a generator chosen uniformly
+    at random, as in `lab.sampling`; a generator with a smaller `z_dim` uses the first z_dim entries.
+    The generators are held in a tuple, not as submodules, so torch-fidelity's `.cuda()` leaves
+    them on their devices; the noise goes to each generator and its images come back.
+
+    Args:
+        generators: one generator or a list (`z_dim`, `num_classes`, G(z, y) -> (B, 3, H, W) in [-1, 1]).
+        n: number of samples torch-fidelity will ask for.
+        seed: seeds the labels and the generator choice.
+    """
+
+    def __init__(self, generators, n: int, seed: int = 0):
+        super().__init__()
+        self.generators = tuple(generators) if isinstance(generators, (list, tuple)) else (generators,)
+        classes = {G.num_classes for G in self.generators}
+        if len(classes) != 1:
+            raise ConfigError(f"The generators have {sorted(classes)} classes; pass GANs of one dataset.")
+        g = torch.Generator().manual_seed(seed)
+        self.n, self.labels = n, _balanced_labels(n, classes.pop(), g)
+        self.choice = torch.randint(len(self.generators), (n,), generator=g)  # (n,) generator of each sample
+        self.cursor = 0  # samples handed out so far
+
+    @property
+    def z_size(self):
+        return max(G.z_dim for G in self.generators)
+
+    @property
+    def z_type(self):
+        return "normal"
+
+    @property
+    def num_classes(self):
+        return 0  # labels are ours; torch-fidelity must not draw them
+
+    @torch.no_grad()
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        start, end = self.cursor, self.cursor + len(z)
+        if end > self.n:
+            raise LabError(f"torch-fidelity asked for more than the n={self.n} samples this input was built for.")
+        self.cursor = end
+        y, choice = self.labels[start:end], self.choice[start:end]
+        out = None
+        for k, G in enumerate(self.generators):
+            idx = torch.nonzero(choice == k).flatten()
+            if len(idx):
+                dev = _device_of(G)
+                x = to_uint8(G(z[idx.to(z.device), : G.z_dim].to(dev), y[idx].to(dev))).to(z.device)
+                if out is None:
+                    out = torch.empty((len(z), *x.shape[1:]), dtype=torch.uint8, device=z.device)
+                out[idx.to(z.device)] = x
+        return out  # (B, 3, H, W) uint8 on the noise's device
+
+
+class _Uint8Images(torch.utils.data.Dataset):
+    """One uint8 (3, H, W) tensor per item: what torch-fidelity's Dataset path accepts (not a tuple)."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i]
+
+
+@contextlib.contextmanager
+def _eval_mode(modules):
+    """Modules in eval mode inside the block; their previous modes restored after."""
+    modules = [m for m in modules if isinstance(m, torch.nn.Module)]
+    modes = [m.training for m in modules]
+    try:
+        for m in modules:
+            m.eval()
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+
+
+def _source_input(source, n: int, seed: int):
+    """(torch-fidelity input, number of samples, generators) for a generator(s) or an ImageDataset."""
+    if hasattr(source, "images"):
+        images = source.images
+        if n < len(images):  # a seeded random subset
+            images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]]
+        return _Uint8Images(images), len(images), []
+    wrapped = FidelityGenerator(source, n, seed)
+    return wrapped, n, list(wrapped.generators)
+
+
+def _default_cache_root() -> str:
+    return os.environ.get("LAB_CACHE") or os.path.expanduser(os.path.join("~", ".cache", "lab", "fidelity"))
+
+
+def inception_metrics(source, reference=None, n: int = 50_000, *, isc: bool = True, fid: bool = True,
+                      kid: bool = False, prc: bool = False, batch_size: int = 200, device="auto", seed: int = 0,
+                      cache_root=None, weights=None, verbose: bool = False) -> dict:
+    """IS, FID and optionally KID and precision/recall with torch-fidelity's Inception (TF-compatible).
+
+    All metrics come from one Inception pass over the samples. Precision/recall use the Inception
+    pool3 (2048) features too, not the VGG-16 of Kynkäänniemi et al. (torch-fidelity's default,
+    which would need a second network and second weights file). The reference's features and FID
+    statistics are cached on disk (torch-fidelity's cache, keyed here by the dataset's name, size,
+    content hash and the weights file's hash; about 650 MB for the 50k CIFAR training images).
+    CUDA runs on the current device (torch-fidelity calls `.cuda()`).
+
+    Args:
+        source: a generator, a list of generators (uniform mixture), or an ImageDataset.
+        reference: ImageDataset (e.g. the real training split); needed by FID, KID and PR.
+        n: samples drawn from a generator, or at most this many images of a dataset (seeded subset).
+        isc, fid, kid, prc: which metrics; IS uses 10 splits, KID subsets of min(1000, n, N_ref).
+        batch_size: images per Inception batch.
+        device: "auto" (CUDA if available), "cpu" or "cuda"; generators stay on their own devices.
+        seed: torch-fidelity's rng_seed (noise, IS shuffling, KID subsets) and the labels' seed.
+        cache_root: folder of the reference cache (default $LAB_CACHE, else ~/.cache/lab/fidelity).
+        weights: path of weights-inception-2015-12-05-6726825d.pth (else $LAB_INCEPTION_WEIGHTS,
+            else torch hub's cache, else a download).
+        verbose: torch-fidelity's progress bars and messages on stderr.
+    Returns:
+        dict with `n` and the asked for keys among IS, IS_std, FID, KID, KID_std, precision, recall.
+    Raises:
+        WeightsNotFoundError: no weights on disk and the download failed.
+    """
+    import torch_fidelity
+
+    binary = fid or kid or prc
+    if not (isc or binary):
+        raise ConfigError("inception_metrics: ask for at least one of isc, fid, kid, prc.")
+    if binary and reference is None:
+        raise ConfigError("FID, KID and precision/recall compare with real images; pass reference=<ImageDataset>.")
+    path = _ensure_weights(weights)
+    input1, n_used, generators = _source_input(source, n, seed)
+    cuda = torch.cuda.is_available() if device == "auto" else torch.device(device).type == "cuda"
+    kwargs = dict(input1=input1, input1_model_num_samples=n_used, isc=isc, fid=fid, kid=kid, prc=prc, cuda=cuda,
+                  batch_size=batch_size, feature_extractor="inception-v3-compat", feature_extractor_weights_path=path,
+                  isc_splits=10, rng_seed=seed, save_cpu_ram=True,  # no DataLoader workers: the images are in memory
+                  cache=True, cache_root=cache_root or _default_cache_root(), verbose=verbose)
+    if binary:
+        kwargs.update(input2=_Uint8Images(reference.images), input2_cache_name=_reference_cache_name(reference, path))
+        if kid:
+            kwargs["kid_subset_size"] = min(1000, n_used, len(reference.images))
+    with _eval_mode(generators):
+        out = torch_fidelity.calculate_metrics(**kwargs)
+    return {_FIDELITY_KEYS[k]: float(v) for k, v in out.items() if k in _FIDELITY_KEYS} | {"n": n_used}
+
+
+# --- In-domain metrics with a classifier -----------------------------------------------------
+
+
+@torch.no_grad()
+def features(model, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """`model.features(x)` of images in eval mode, float64 (N, D) on the CPU.
+
+    Args:
+        model: any module with `.features(x)` for x (B, 3, H, W) in [-1, 1] (e.g. the filter ResNet18).
+        images: uint8 (N, 3, H, W) or float in [-1, 1].
+        batch_size: images per forward pass.
+    """
+    dev = _device_of(model)
+    out = []
+    with _eval_mode([model]):
+        for i in range(0, len(images), batch_size):
+            x = images[i : i + batch_size]
+            x = to_float(x) if x.dtype == torch.uint8 else x.float()
+            out.append(model.features(x.to(dev)).double().cpu())
+    return torch.cat(out)
+
+
+def feature_fd(model, images_a: torch.Tensor, images_b: torch.Tensor, batch_size: int = 500) -> float:
+    """Fréchet distance between the classifier features of two image sets (an in-domain FID).
+
+    Args:
+        model: module with `.features(x)`, see `features`.
+        images_a, images_b: uint8 or [-1, 1] float (N, 3, H, W), at least 2 images each.
+    """
+    fa, fb = features(model, images_a, batch_size), features(model, images_b, batch_size)
+    return fid_from_statistics(*statistics(fa), *statistics(fb))
+
+
+def per_class_fd(model, images_a, labels_a, images_b, labels_b, batch_size: int = 500) -> list:
+    """`feature_fd` within each class c = 0 .. max label: a list of floats, NaN where a set has < 2 images of c.
+
+    Args:
+        model: module with `.features(x)`, see `features`.
+        images_a, images_b: uint8 or [-1, 1] float (N, 3, H, W).
+        labels_a, labels_b: int (N,) labels of the images.
+    """
+    fa, fb = features(model, images_a, batch_size), features(model, images_b, batch_size)
+    la, lb = torch.as_tensor(labels_a).cpu(), torch.as_tensor(labels_b).cpu()
+    out = []
+    for c in range(int(max(la.max(), lb.max())) + 1):
+        a, b = fa[la == c], fb[lb == c]
+        out.append(fid_from_statistics(*statistics(a), *statistics(b)) if min(len(a), len(b)) >= 2 else float("nan"))
+    return out
+
+
+@torch.no_grad()
+def duplicate_rate(feats, labels, threshold: float = 0.99, chunk: int = 2048) -> dict:
+    """The fraction of samples with a near-identical OTHER sample of the same class (Pham et al., IV-C-1).
+
+    Near-identical: cosine similarity of the features > threshold. Within each class the similarities
+    are computed `chunk` rows at a time, so memory is chunk x (class size), never N x N.
+
+    Args:
+        feats: (N, D) features (e.g. from `features`), tensor or array.
+        labels: (N,) int class labels.
+        threshold: cosine similarity above which two samples count as duplicates.
+        chunk: rows per similarity block.
+    Returns:
+        dict: `overall` (fraction of all samples), `per_class` (list over 0 .. max label, NaN for an
+        absent class), `count` (number of samples with a duplicate), `n`.
+    """
+    f = F.normalize(torch.as_tensor(feats).double(), dim=1)
+    y = torch.as_tensor(labels).to(f.device)
+    dup = torch.zeros(len(f), dtype=torch.bool, device=f.device)
+    for c in torch.unique(y):
+        idx = torch.nonzero(y == c).flatten()
+        fc = f[idx]  # (n_c, D)
+        for s in range(0, len(idx), chunk):
+            sim = fc[s : s + chunk] @ fc.T  # (rows, n_c)
+            rows = torch.arange(len(sim), device=f.device)
+            sim[rows, s + rows] = -2.0  # a sample is not its own duplicate
+            dup[idx[s : s + chunk]] = (sim > threshold).any(dim=1)
+    per_class = [dup[y == c].double().mean().item() if (y == c).any() else float("nan")
+                 for c in range(int(y.max()) + 1 if len(y) else 0)]
+    return {"overall": dup.double().mean().item(), "per_class": per_class, "count": int(dup.sum()), "n": len(f)}
+
+
+# --- Memorisation check ----------------------------------------------------------------------
 
 
 @torch.no_grad()
@@ -14,8 +406,6 @@ def nearest_neighbours(queries: torch.Tensor, reference: torch.Tensor, k: int = 
     Returns:
         (distances (Q, k), indices (Q, k)), nearest first; distances are RMS per pixel.
     """
-    from .data import to_float
-
     q = queries.float().flatten(1)
     best_d = torch.full((len(q), k), float("inf"))
     best_i = torch.zeros((len(q), k), dtype=torch.int64)
@@ -28,8 +418,3 @@ def nearest_neighbours(queries: torch.Tensor, reference: torch.Tensor, k: int = 
         best_d, pos = d_all.topk(k, dim=1, largest=False)
         best_i = i_all.gather(1, pos)
     return best_d / q.shape[1] ** 0.5, best_i
-
-
-def dataset_size_mb(n: int, shape=(3, 32, 32)) -> float:
-    """Raw storage of n uint8 images in MB (1e6 bytes): 10k CIFAR images = 30.7 MB (the paper's "30 MB")."""
-    return n * torch.Size(shape).numel() / 1e6

@@ -243,3 +243,64 @@ def acceptance_vs_threshold(table):
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def metric_scatter(sets, correlations, metrics=("IS", "FID", "feature FD", "CAS")):
+    """Classifier error against each GAN metric, one panel per metric, Spearman's rho in the title.
+
+    Args:
+        sets: DataFrame of `lab.experiments.gan_set_rows`.
+        correlations: rows of `lab.experiments.correlations(sets)`.
+    """
+    rho = {r["metric"]: r for r in correlations}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(PAGE_WIDTH_IN, 1.9), sharey=True)
+    for ax, m in zip(axes, metrics):
+        d = sets[["error", m, "GANs"]].dropna() if m in sets else sets.iloc[0:0]
+        if len(d):
+            sc = ax.scatter(d[m], d["error"], c=d["GANs"], cmap="viridis", s=14)
+        else:
+            ax.text(0.5, 0.5, "not computed", ha="center", va="center", fontsize=7, transform=ax.transAxes)
+        r = rho.get(m, {})
+        ax.set_title(f"{m}: ρ = {r.get('spearman rho')} (n = {r.get('GAN sets', 0)})", fontsize=7)
+        ax.set_xlabel(m, fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("error (%)")
+    if len(sets) and sets["error"].notna().any():
+        fig.colorbar(sc, ax=axes, label="GANs", shrink=0.8)
+    return fig
+
+
+def compression(real, sets):
+    """Error against storage: real subsets (raw uint8 images) and sets of 1…k generators (float32 weights).
+
+    Args:
+        real: DataFrame of `lab.experiments.real_results` (same #steps rows are used).
+        sets: DataFrame of `lab.experiments.gan_set_rows`.
+    """
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.3))
+    d = real[real["match"] == "steps"].groupby("n_real")["error"].mean().reset_index()
+    ax.plot(d["n_real"] * 3 * 32 * 32 / 2**20, d["error"], marker="o", ms=4, lw=1, label="real images")
+    for block, g in sets.dropna(subset=["error", "size (MiB)"]).groupby("block"):
+        g = g.groupby("GANs")[["size (MiB)", "error"]].mean().reset_index()
+        ax.plot(g["size (MiB)"], g["error"], marker="s", ms=4, lw=1, label=f"GANs ({block})")
+        for _, r in g.iterrows():
+            ax.annotate(int(r["GANs"]), (r["size (MiB)"], r["error"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set(xlabel="storage (MiB)", ylabel="test error (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_lines(named: dict, ylabel: str, class_names=None):
+    """One line per named set of per-class values (e.g. duplicate rate or FD of add vs concat GANs)."""
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
+    for label, values in named.items():
+        ax.plot(range(len(values)), values, marker="o", ms=3, lw=1, label=label)
+    n = len(next(iter(named.values())))
+    if class_names is not None and n <= 20:
+        ax.set_xticks(range(n), list(class_names)[:n], fontsize=7, rotation=45 if max(map(len, class_names)) > 2 else 0)
+    ax.set(xlabel="class", ylabel=ylabel)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import to_float
+from .data import to_float, to_uint8
 from .errors import ConfigError, LabError
 
 
@@ -372,11 +372,6 @@ class FilteredSampler:
 
 
 # --- Cached pool for the threshold explorer ---------------------------------------------------
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] floats -> uint8 round((x + 1) * 127.5), clamped; torch.round is half-to-even (0.0 -> 128)."""
-    return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 def sample_pool(generators, classifier, n_per_class: int, seed: int = 0, batch_size: int = 500, device=None,

@@ -12,12 +12,12 @@ def build_gan(config: GANConfig) -> tuple[Generator, Discriminator]:
 
 
 def param_count(module: nn.Module) -> int:
-    """Number of trainable parameters (buffers such as BN statistics and SN vectors excluded)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+    """Number of parameters, frozen ones included (buffers such as BN statistics and SN vectors excluded)."""
+    return sum(p.numel() for p in module.parameters())
 
 
 def size_mb(module: nn.Module, unit: str = "MB") -> float:
-    """Float32 size of the trainable parameters, in MB (1e6 bytes) or MiB (2**20 bytes).
+    """Float32 size of the parameters, in MB (1e6 bytes) or MiB (2**20 bytes).
 
     Args:
         unit: "MB" (decimal) or "MiB" (binary).
@@ -31,4 +31,6 @@ def size_mib(module: nn.Module) -> float:
     return size_mb(module, unit="MiB")
 
 
-__all__ = ["Discriminator", "Generator", "ResNet18", "build_gan", "param_count", "size_mb", "size_mib"]
+__all__ = [
+    "Discriminator", "Generator", "ResNet18", "build_gan", "param_count", "size_mb", "size_mib",
+]
