@@ -211,7 +211,8 @@ class FilteredSampler:
         threshold: float in [0, 1]; None or 0 is the unfiltered baseline ("before filtering"):
             every sample is accepted and stats show accepted == drawn.
         batch_size: samples per yielded batch.
-        draw_batch: about how many samples a draw round generates at most (default batch_size).
+        draw_batch: at most this many samples per draw round (default 4 * batch_size: one round usually
+            fills a batch; a round draws only about what the short classes need, so a large cap wastes nothing).
         max_draws_per_class: raise LabError when a class gets this many draws in a row without an
             accepted sample, instead of looping forever.
         seed: seeds both random streams; the same seed gives the same batches.
@@ -241,7 +242,7 @@ class FilteredSampler:
             raise ConfigError(f"threshold {threshold} needs a classifier; pass one or use threshold=None.")
         self.C = C = classes.pop()
         self.classifier, self.threshold, self.batch_size = classifier, threshold, batch_size
-        self.draw_batch = draw_batch or batch_size
+        self.draw_batch = draw_batch or 4 * batch_size
         self.max_draws_per_class, self.class_names = max_draws_per_class, class_names
         self.buffer_per_class = buffer_per_class or 4 * -(-batch_size // C)
         if self.buffer_per_class < -(-batch_size // C):  # a batch could never be filled
