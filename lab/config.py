@@ -230,6 +230,22 @@ PRESETS = {
     "classifier-digits-smoke": lambda: ClassifierConfig(
         dataset="digits", width=8, batch_size=64, steps=400, lr=0.05, log_every=20, eval_every=100, ckpt_every=100,
     ),
+    # EC-GAN (ECGANConfig is defined below; a preset resolves it when called). Paper: SVHN, λ 0.1, t 0.7,
+    # full ResNet-18, 100 epochs; the grid sets method and fraction.
+    "svhn-ecgan-paper": lambda: ECGANConfig(),
+    # The official notebook as written: t = 0.2 (the author confirmed the paper's 0.7 in issue #3, but the
+    # code runs 0.2), ResNet width 16, real images in [0, 1], two C steps, PyTorch-default init, BN on D's
+    # first layer, batches re-drawn every step. Its EC-GAN cell has no augmentation and weight decay 1e-3.
+    "svhn-ecgan-official": lambda: ECGANConfig(
+        threshold=0.2, classifier_width=16, real_range="[0,1]", c_steps=2, dcgan_init=False, d_first_bn=True,
+        sampling="independent",
+    ),
+    # Smoke: digits, 25 % labelled (1,000 images), narrow G/D/C, lr 1e-3, 300 iterations (~10 epochs) on a
+    # 2-core CPU, evaluated every 3 epochs.
+    "digits-ecgan-smoke": lambda: ECGANConfig(
+        dataset="digits", fraction=0.25, classifier_width=8, ngf=16, ndf=16, batch_size=32, lr=1e-3,
+        steps=300, log_every=20, eval_every=3, ckpt_every=100,
+    ),
 }
 
 
@@ -249,3 +265,77 @@ def gan_preset(profile: str, dataset: str = None, block: str = "add") -> GANConf
     """The GAN preset of a notebook's parameters, e.g. ("smoke", None, "concat") -> digits-concat-smoke."""
     dataset = dataset or PROFILE_DATASET.get(profile, "")
     return preset(f"{dataset}-{'concat-' if block == 'concat' else ''}{profile}")
+
+
+@dataclass
+class ECGANConfig(Config):
+    """EC-GAN (Haque, AAAI 2021): a DCGAN and an external classifier trained together on a labelled subset.
+
+    Defaults are the paper's (arXiv 2012.15864, "Implementation Details"); the fields under "Official
+    notebook compatibility" reproduce `ayaanzhaque/EC-GAN:EC-GAN.ipynb` where it differs from the paper
+    (preset `svhn-ecgan-official`; see shared/reference/ecgan.md).
+    """
+
+    KIND: typing.ClassVar[str] = "ecgan"
+
+    # --- Task ---
+    dataset: str = opt("svhn", choices=tuple(DATASET_CLASSES))  # labelled subset of its train split; its test split
+    data_root: str = opt("data", identity=False)  # folder holding the dataset files
+    # ecgan: G + D + external classifier C on real and pseudo-labelled fakes (eqs 3-5).
+    # classifier: C alone on the labelled subset (Table 1's "Classifier" of EC-GAN and of Shared ResNet-Disc).
+    # shared-dcgan / shared-resnet: one D with a real/fake and a class head (eq. 2) on a DCGAN / ResNet-18 body.
+    # classifier-dcgan: that DCGAN body + class head alone on the labelled subset (Shared DC-Disc's "Classifier").
+    method: str = opt("ecgan", choices=("ecgan", "classifier", "shared-dcgan", "shared-resnet", "classifier-dcgan"))
+    # Labelled fraction of the train split: the subset is lab.data.subset(train, int(N * fraction),
+    # seed=subset_seed, balanced=False), the same images for every method (10 % of SVHN = 7,325).
+    fraction: float = opt(0.1, lo=0, hi=1, lo_open=True)
+    subset_seed: int = opt(0, lo=0)  # seed of the labelled subset (the notebook draws an unseeded one)
+    augment: bool = opt(False)  # random crop (pad 4) + rotation within ±10° of real batches (see below)
+    # The paper lists crop + rotation, but its Table 1 numbers match the no-augmentation, weight-decay
+    # curves ("GanReg", "ClassifierReg", Fig. 3/7), as does the notebook's EC-GAN cell: off by default.
+    # --- EC-GAN ---
+    lam: float = opt(0.1, lo=0)  # λ: weight of the pseudo-label loss (ecgan) or of the real/fake BCE (shared, eq. 2)
+    threshold: float = opt(0.7, lo=0, hi=1)  # t: a fake counts iff its max softmax prob. is > t (ecgan)
+    # --- Architecture ---
+    classifier_width: int = opt(64, lo=1)  # ResNet-18 widths w..8w: 64 the paper's (11 M), 16 the notebook's (0.70 M)
+    z_dim: int = opt(100, lo=1)  # DCGAN latent size
+    ngf: int = opt(64, lo=1)  # DCGAN G width: 4*ngf, 2*ngf, ngf channels at 4, 8, 16 px
+    ndf: int = opt(64, lo=1)  # DCGAN D width: ndf, 2*ndf, 4*ndf channels at 16, 8, 4 px
+    # --- Optimisation: Adam for G, D and C ---
+    lr: float = opt(2e-4, lo=0, lo_open=True)  # learning rate of G, D and C ("recommended by DCGAN")
+    beta1: float = opt(0.5, lo=0, hi=1, hi_open=True)  # Adam beta1
+    beta2: float = opt(0.999, lo=0, hi=1, hi_open=True)  # Adam beta2
+    weight_decay: float = opt(1e-3, lo=0)  # L2 weight decay (Adam's, coupled) on D and C; none on G
+    batch_size: int = opt(64, lo=1)  # real images per iteration, and as many fakes
+    seed: int = opt(0, lo=0)  # seeds weights, noise, batch order and augmentation
+    # --- Official notebook compatibility (paper values are the defaults) ---
+    real_range: str = opt("[-1,1]", choices=("[-1,1]", "[0,1]"))  # real (train and test) pixels; the notebook
+    # feeds ToTensor() images in [0, 1] to D and C while G's tanh outputs [-1, 1]
+    c_steps: int = opt(1, lo=1, hi=2)  # C optimiser steps per iteration: 1 on eq. 5; 2 = the notebook's real
+    # step, then a separate step on the pseudo-labelled fakes
+    dcgan_init: bool = opt(True)  # N(0, 0.02) init of G and D (DCGAN); the notebook keeps PyTorch's default
+    d_first_bn: bool = opt(False)  # BN after D's first conv (the notebook); DCGAN has none there
+    sampling: str = opt("epochs", choices=("epochs", "independent"))  # epochs: shuffled passes over the subset;
+    # independent: every batch a fresh random draw (the notebook re-creates iter(loader) each step)
+    # --- Not in the paper or the notebook (a lab option) ---
+    bn_stats: str = opt("all", choices=("all", "real"))  # BN running statistics of the evaluated network
+    # (C; the shared D), which it uses at test time: "all" = updated by real and fake batches alike (the
+    # notebook runs C and D on fakes in train mode); "real" = fake batches leave them unchanged
+    # --- Budget and runtime (not part of the run's identity) ---
+    epochs: int = opt(100, lo=1, identity=False)  # passes over the labelled subset (len // batch_size iterations each)
+    steps: int = opt(0, lo=0, identity=False)  # iterations in all; 0 = epochs * (len(subset) // batch_size)
+    device: str = opt("auto", identity=False)  # "auto" (CUDA if present), "cpu", "cuda", ...
+    precision: str = opt("auto", choices=("auto", "fp32", "bf16"), identity=False)  # auto: bf16 autocast on CUDA
+    channels_last: str = opt("auto", choices=("auto", "on", "off"), identity=False)  # auto: on for CUDA
+    compile: bool = opt(False, identity=False)  # torch.compile the models
+    log_every: int = opt(100, lo=1, identity=False)  # iterations between stats.jsonl lines
+    eval_every: int = opt(1, lo=1, identity=False)  # epochs between test-set evaluations (and sample grids)
+    ckpt_every: int = opt(1000, lo=1, identity=False)  # iterations between checkpoints
+
+    @property
+    def num_classes(self) -> int:
+        return DATASET_CLASSES[self.dataset]
+
+    @property
+    def uses_gan(self) -> bool:
+        return self.method in ("ecgan", "shared-dcgan", "shared-resnet")

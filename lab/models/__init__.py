@@ -3,6 +3,9 @@ from torch import nn
 
 from ..config import GANConfig
 from .biggan import Discriminator, Generator
+from .dcgan import (
+    ClassHead, DCGANDiscriminator, DCGANGenerator, SharedDCGANDiscriminator, SharedResNetDiscriminator, dcgan_init_,
+)
 from .resnet import ResNet18
 
 
@@ -33,4 +36,6 @@ def size_mib(module: nn.Module) -> float:
 
 __all__ = [
     "Discriminator", "Generator", "ResNet18", "build_gan", "param_count", "size_mb", "size_mib",
+    "ClassHead", "DCGANDiscriminator", "DCGANGenerator", "SharedDCGANDiscriminator", "SharedResNetDiscriminator",
+    "dcgan_init_",
 ]

@@ -1,0 +1,390 @@
+"""EC-GAN training (Haque 2021): a DCGAN and an external classifier on real and pseudo-labelled fake images,
+and the paper's baselines (the classifier alone; the shared two-head discriminator of eq. 2)."""
+import contextlib
+import copy
+import hashlib
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.utils import save_image
+from tqdm.auto import tqdm
+
+from ..config import ECGANConfig
+from ..data import ImageDataset, augment_for, load_dataset, subset, to_float
+from ..errors import CheckpointError, ConfigError
+from ..losses import d_bce, ecgan_classifier_loss, g_bce
+from ..models import (
+    ClassHead, DCGANDiscriminator, DCGANGenerator, ResNet18, SharedDCGANDiscriminator, SharedResNetDiscriminator,
+    param_count,
+)
+from ..runs import Run, rng_state, set_rng_state
+from .classifier import _to, evaluate
+from .common import EpochSampler, Window, autocast, check_finite, divergence, resolve_device, use_channels_last
+
+GRID = 64  # fixed-noise samples per grid (8 x 8)
+
+
+# --- Data ---------------------------------------------------------------------------------
+def labelled_subset(cfg: ECGANConfig, train: ImageDataset = None) -> ImageDataset:
+    """The run's labelled images: int(N * fraction) of the train split, seeded, not class-balanced (as the paper)."""
+    train = train if train is not None else load_dataset(cfg.dataset, "train", cfg.data_root)
+    return subset(train, int(len(train) * cfg.fraction), seed=cfg.subset_seed, balanced=False)
+
+
+def fingerprint(ds: ImageDataset) -> str:
+    """A short hash of a dataset's pixels and labels: which labelled images a run was trained on."""
+    h = hashlib.sha256(ds.images.contiguous().numpy().tobytes())
+    h.update(ds.targets.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class IndependentSampler:
+    """Every batch a fresh random draw of distinct images, as the notebook's `iter(loader)` per step."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
+        EpochSampler(n, batch_size, generator)  # the same size check
+        self.n, self.batch_size, self.gen = n, batch_size, generator
+
+    def next(self) -> torch.Tensor:
+        return torch.randperm(self.n, generator=self.gen, device=self.gen.device)[: self.batch_size]
+
+    def state_dict(self) -> dict:
+        return {}  # the generator's state is checkpointed with the run
+
+    def load_state_dict(self, s: dict) -> None:
+        pass
+
+
+def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Rotate image i of (B, 3, H, W) in [-1, 1] counter-clockwise by degrees[i], black fill, nearest pixel
+    (torchvision's `rotate` defaults)."""
+    a = torch.deg2rad(degrees.to(x.device, torch.float32))
+    cos, sin, zero = a.cos(), a.sin(), torch.zeros_like(a)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)  # (B, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x + 1, grid, mode="nearest", padding_mode="zeros", align_corners=False) - 1
+
+
+def augment(x: torch.Tensor, crop, generator: torch.Generator) -> torch.Tensor:
+    """The paper's augmentation: random crop (`crop`, padding 4), then a rotation uniform in ±10°."""
+    x = crop(x, generator=generator)
+    return rotate(x, (torch.rand(len(x), generator=generator, device=generator.device) * 2 - 1) * 10.0)
+
+
+class ZeroOneInput(nn.Module):
+    """Feeds a model real images in [0, 1] (the notebook's ToTensor) when callers hand it [-1, 1] (`evaluate`)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x + 1) / 2)
+
+
+# --- Models -------------------------------------------------------------------------------
+def build_models(cfg: ECGANConfig) -> dict:
+    """The method's networks by role: "C" (external ResNet-18), "D" (discriminator, or the shared two-head D),
+    "G". Built in that order from the current RNG, so "ecgan" and "classifier" start from the same C, and
+    "shared-dcgan" and "classifier-dcgan" from the same D."""
+    K, m = cfg.num_classes, cfg.method
+    models = {}
+    if m in ("ecgan", "classifier"):
+        models["C"] = ResNet18(K, cfg.classifier_width)
+    if m in ("shared-dcgan", "classifier-dcgan"):
+        models["D"] = SharedDCGANDiscriminator(K, cfg.ndf, cfg.d_first_bn, cfg.dcgan_init)
+    elif m == "shared-resnet":
+        models["D"] = SharedResNetDiscriminator(K, cfg.classifier_width)
+    if cfg.uses_gan:
+        models["G"] = DCGANGenerator(cfg.z_dim, cfg.ngf, cfg.dcgan_init)
+    if m == "ecgan":
+        models["D"] = DCGANDiscriminator(cfg.ndf, cfg.d_first_bn, cfg.dcgan_init)
+    return models
+
+
+def classifier_of(cfg: ECGANConfig, models: dict) -> nn.Module:
+    """The network whose test accuracy the method reports, taking images in [-1, 1]."""
+    clf = models["C"] if "C" in models else ClassHead(models["D"])
+    return ZeroOneInput(clf) if cfg.real_range == "[0,1]" else clf
+
+
+# --- Phases (each steps only its own network's optimiser) -----------------------------------
+@contextlib.contextmanager
+def bn_stats_frozen(module: nn.Module, frozen: bool = True):
+    """Inside, forward passes in train mode still normalise with batch statistics, but BN running
+    statistics (what the network uses at test time) come out unchanged (`bn_stats="real"` for fakes).
+    Swapping buffers makes torch.compile re-guard; with compile=True prefer bn_stats="all"."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if frozen else []
+    saved = [dict(m.named_buffers(recurse=False)) for m in bns]
+    for m, bufs in zip(bns, saved):  # the forward updates copies (autograd keeps them; no in-place restore)
+        for k, b in bufs.items():
+            setattr(m, k, b.clone())
+    try:
+        yield
+    finally:
+        for m, bufs in zip(bns, saved):
+            for k, b in bufs.items():
+                setattr(m, k, b)
+
+
+def shared_d_loss(rf_real, cls_real, y, rf_fake, lam: float) -> torch.Tensor:
+    """EC-GAN eq. 2 (the shared-discriminator baseline, after Salimans et al. 2016):
+    λ·[BCE(D_d(x), 1) + BCE(D_d(G(z)), 0)] + CE(D_c(x), y); `rf_fake` None: the CE term alone."""
+    ce = F.cross_entropy(cls_real, y)
+    if rf_fake is None:
+        return ce
+    l_real, l_fake = d_bce(rf_real, rf_fake)
+    return lam * (l_real + l_fake) + ce
+
+
+def _step(opt, loss) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def d_phase(D, opt_D, x, x_fake, amp) -> dict:
+    """EC-GAN eq. 3: BCE(D(x), 1) + BCE(D(G(z)), 0), fakes detached (G is not updated here)."""
+    D.requires_grad_(True)
+    with amp:
+        d_real, d_fake = D(x).float(), D(x_fake.detach()).float()
+    l_real, l_fake = d_bce(d_real, d_fake)
+    _step(opt_D, l_real + l_fake)
+    return {"loss_d": l_real + l_fake, "d_real": d_real.sigmoid().mean(), "d_fake": d_fake.sigmoid().mean()}
+
+
+def g_phase(D, opt_G, x_fake, amp, freeze_bn: bool = False) -> dict:
+    """EC-GAN eq. 4: BCE(D(G(z)), 1) through D's real/fake logit; D's weights are frozen for it."""
+    D.requires_grad_(False)
+    with amp, bn_stats_frozen(D, freeze_bn):
+        out = D(x_fake)
+    l_g = g_bce((out[0] if isinstance(out, tuple) else out).float())
+    _step(opt_G, l_g)
+    D.requires_grad_(True)
+    return {"loss_g": l_g}
+
+
+def c_phase(C, opt_C, x, y, x_fake, lam: float, threshold: float, c_steps: int, amp, freeze_bn: bool = False) -> dict:
+    """EC-GAN eq. 5 on real x and (detached, so C's loss never reaches G) fakes; `x_fake` None: CE on x only.
+
+    c_steps=2 is the notebook's variant: a step on CE(C(x), y), then one on the pseudo-label term.
+    freeze_bn: fakes leave C's BN running statistics unchanged (`bn_stats="real"`).
+    """
+    with amp:
+        logits = C(x).float()
+    out = {"train_acc": (logits.argmax(1) == y).float().mean() * 100}
+    if x_fake is None:
+        loss = F.cross_entropy(logits, y)
+        _step(opt_C, loss)
+        return {"loss_c": loss, **out}
+    x_fake = x_fake.detach()
+    if c_steps == 2:
+        _step(opt_C, F.cross_entropy(logits, y))
+        logits = logits.detach()  # its CE is a constant of the second step's loss: the gradient is the λ term's
+    with amp, bn_stats_frozen(C, freeze_bn):
+        logits_fake = C(x_fake).float()
+    loss = ecgan_classifier_loss(logits, y, logits_fake, lam, threshold)
+    _step(opt_C, loss)
+    kept = (logits_fake.detach().softmax(1).amax(1) > threshold).float().mean()
+    return {"loss_c": loss, "kept": kept, **out}
+
+
+def shared_phase(D, opt_D, x, y, x_fake, lam: float, threshold: float, amp, freeze_bn: bool = False) -> dict:
+    """The shared discriminator's step on eq. 2 (`x_fake` None: its class head trained alone)."""
+    D.requires_grad_(True)
+    with amp:
+        rf_real, cls_real = (t.float() for t in D(x))
+    rf_fake = cls_fake = None
+    if x_fake is not None:
+        with amp, bn_stats_frozen(D, freeze_bn):
+            rf_fake, cls_fake = (t.float() for t in D(x_fake.detach()))
+    loss = shared_d_loss(rf_real, cls_real, y, rf_fake, lam)
+    _step(opt_D, loss)
+    out = {"loss_d": loss, "train_acc": (cls_real.argmax(1) == y).float().mean() * 100}
+    if x_fake is not None:  # logged only: the class head's confidence on fakes
+        out.update(kept=(cls_fake.detach().softmax(1).amax(1) > threshold).float().mean(),
+                   d_real=rf_real.sigmoid().mean(), d_fake=rf_fake.sigmoid().mean())
+    return out
+
+
+# --- The loop -------------------------------------------------------------------------------
+def total_steps(cfg: ECGANConfig, n_labelled: int) -> int:
+    """Iterations of the run: `steps`, or `epochs` passes of len // batch_size batches."""
+    return cfg.steps or cfg.epochs * (n_labelled // cfg.batch_size)
+
+
+def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=None) -> Run:
+    """Train (or resume, or just return) the EC-GAN / baseline run of `config` in `run_dir`.
+
+    Args:
+        config: an ECGANConfig; `method` picks EC-GAN or a baseline.
+        labelled: the labelled training images (`labelled_subset(config)`); its fingerprint is checked on resume.
+        run_dir: the run directory; an existing checkpoint there is resumed exactly.
+        on_step: optional `on_step(step, stats)` called at every log line.
+    Returns:
+        The finished `Run`; done.json holds the final and the best test accuracy.
+    """
+    cfg = config
+    if len(labelled.classes) != cfg.num_classes:
+        raise ConfigError(f"The labelled set has {len(labelled.classes)} classes, {cfg.dataset} {cfg.num_classes}.")
+    run = Run(run_dir)
+    run.init(cfg)
+    dev = resolve_device(cfg.device)
+    amp = autocast(dev, cfg.precision)
+    cl = torch.channels_last if use_channels_last(dev, cfg.channels_last) else torch.contiguous_format
+    test = load_dataset(cfg.dataset, "test", cfg.data_root)
+    fp = fingerprint(labelled)
+
+    # Models, optimisers (weight decay on D and C, not G), and two random streams: data (batches,
+    # augmentation) and noise, so "ecgan" and "classifier" see the same real batches in the same order.
+    torch.manual_seed(cfg.seed)
+    models = {k: m.to(dev, memory_format=cl).train() for k, m in build_models(cfg).items()}
+    opts = {k: torch.optim.Adam(m.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                weight_decay=0.0 if k == "G" else cfg.weight_decay) for k, m in models.items()}
+    fwd = {k: torch.compile(m) if cfg.compile else m for k, m in models.items()}
+    gen_data = torch.Generator(dev).manual_seed(cfg.seed)
+    gen_z = torch.Generator(dev).manual_seed(cfg.seed + 2**31)
+    images, labels = labelled.images.to(dev), labelled.targets.to(dev)
+    sampler = (EpochSampler if cfg.sampling == "epochs" else IndependentSampler)(len(images), cfg.batch_size, gen_data)
+    crop = augment_for(labelled.name) if cfg.augment else None
+    per_epoch = len(images) // cfg.batch_size
+    total, eval_steps = total_steps(cfg, len(images)), cfg.eval_every * per_epoch
+    window, step, best = Window(), 0, {"accuracy": -1.0, "step": 0}
+
+    # Resume: weights, optimisers, step, batch order, RNG states, log window, best accuracy so far.
+    if run.has_checkpoint():
+        s = run.load_checkpoint()
+        if s.get("labelled") != fp:
+            raise ConfigError(f"{run.path} was trained on another labelled subset; pass labelled_subset(config).")
+        try:
+            for k, m in models.items():
+                m.load_state_dict(s["models"][k])
+        except (RuntimeError, KeyError) as e:
+            why = str(e).splitlines()[0]
+            raise CheckpointError(f"{run.checkpoint_path} holds another architecture ({why}).") from None
+        for k, o in opts.items():
+            o.load_state_dict(s["opts"][k])
+        gen_data.set_state(s["gen_data"])
+        gen_z.set_state(s["gen_z"])
+        set_rng_state(s["rng"])
+        sampler.load_state_dict(_to(s["sampler"], dev))
+        window.load_state_dict(_to(s["window"], dev))
+        step, best = s["step"], s["best"]
+    run.truncate_stats(step)
+
+    def checkpoint():
+        run.save_checkpoint({
+            "step": step, "config": cfg.to_dict(), "labelled": fp, "best": best,
+            "models": {k: m.state_dict() for k, m in models.items()},
+            "opts": {k: o.state_dict() for k, o in opts.items()},
+            "gen_data": gen_data.get_state(), "gen_z": gen_z.get_state(), "rng": rng_state(),
+            "sampler": sampler.state_dict(), "window": window.state_dict(),
+        })
+
+    clf, final = classifier_of(cfg, models), None
+    z_fix = torch.randn(GRID, cfg.z_dim, generator=torch.Generator().manual_seed(10_000 + cfg.seed)).to(dev)
+    last_ckpt, t_last, steps_timed = step, time.perf_counter(), 0
+    bar = tqdm(total=total, initial=step, desc=f"{cfg.method} {run.path.name}", mininterval=1.0)
+    while step < total:
+        # Real batch (augmented in [-1, 1]; then in the range D and C are fed).
+        idx = sampler.next()
+        x, y = to_float(images[idx]), labels[idx]
+        if crop is not None:
+            x = augment(x, crop, gen_data)
+        if cfg.real_range == "[0,1]":
+            x = (x + 1) / 2
+        x = x.contiguous(memory_format=cl)
+
+        # Fakes: one batch per iteration, used by the D, G and C steps (the notebook's fakeImageBatch).
+        x_fake = None
+        if cfg.uses_gan:
+            z = torch.randn(cfg.batch_size, cfg.z_dim, generator=gen_z, device=dev)
+            with amp:
+                x_fake = fwd["G"](z).float().contiguous(memory_format=cl)
+
+        # D step, G step, C step, in the paper's order.
+        # (bn_stats="real": fakes leave the BN statistics of the evaluated network, C or shared D, unchanged.)
+        freeze = cfg.bn_stats == "real"
+        if cfg.method == "ecgan":
+            out = d_phase(fwd["D"], opts["D"], x, x_fake, amp)
+            out |= g_phase(fwd["D"], opts["G"], x_fake, amp)
+            out |= c_phase(fwd["C"], opts["C"], x, y, x_fake, cfg.lam, cfg.threshold, cfg.c_steps, amp, freeze)
+        elif cfg.method == "classifier":
+            out = c_phase(fwd["C"], opts["C"], x, y, None, cfg.lam, cfg.threshold, cfg.c_steps, amp)
+        else:  # shared-dcgan, shared-resnet, classifier-dcgan
+            out = shared_phase(fwd["D"], opts["D"], x, y, x_fake, cfg.lam, cfg.threshold, amp, freeze)
+            if x_fake is not None:
+                out |= g_phase(fwd["D"], opts["G"], x_fake, amp, freeze)
+        step += 1
+        steps_timed += 1
+        window.add(**out)
+
+        # Log (the window's means: the loop's only host sync), and every eval_every epochs the full test split.
+        evaluate_now = step % eval_steps == 0 or step == total
+        if step % cfg.log_every == 0 or evaluate_now:
+            stats = {"step": step, "epoch": round(step / per_epoch, 4), **window.means()}
+            check_finite(stats, step, last_ckpt, run.path)
+            now = time.perf_counter()
+            stats["sec_per_step"], t_last, steps_timed = (now - t_last) / steps_timed, now, 0
+            if evaluate_now:
+                final = evaluate(clf, test)
+                stats["test_acc"] = final["accuracy"]
+                if stats["test_acc"] > best["accuracy"]:
+                    best = {"accuracy": stats["test_acc"], "step": step}
+                if "G" in models:
+                    save_grid(models["G"], z_fix, run.path / "samples" / f"step-{step:07d}.png")
+                t_last = time.perf_counter()  # evaluation time is not training time
+            window.reset()
+            run.log(stats)
+            bar.set_postfix({k: f"{stats[k]:.3f}" for k in ("loss_d", "loss_g", "loss_c", "test_acc") if k in stats})
+            if on_step is not None:
+                on_step(step, stats)
+
+        # Checkpoint, only of finite weights: a diverged run keeps its last good checkpoint.
+        if step % cfg.ckpt_every == 0 or step == total:
+            if not all(torch.stack([p.isfinite().all() for m in models.values() for p in m.parameters()]).tolist()):
+                raise divergence("a weight", step, last_ckpt, run.path)
+            checkpoint()
+            last_ckpt = step
+        bar.update(1)
+    bar.close()
+
+    if not run.is_done(total):
+        if final is None:  # resumed from the last checkpoint of a run that stopped before done.json
+            final = evaluate(clf, test)
+            best = max(best, {"accuracy": final["accuracy"], "step": step}, key=lambda b: b["accuracy"])
+        run.mark_done({
+            "step": step, "epochs": round(step / per_epoch, 4), "method": cfg.method,
+            "final_accuracy": final["accuracy"], "best_accuracy": best["accuracy"], "best_step": best["step"],
+            "per_class_accuracy": final["per_class_accuracy"], "n_labelled": len(labelled), "labelled": fp,
+            **{f"{k}_params": param_count(m) for k, m in models.items()},
+        })
+    return run
+
+
+@torch.no_grad()
+def save_grid(G, z, path) -> None:
+    """An 8x8 grid of G(z) with batch statistics (as the classifier sees fakes), from a copy: G is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = copy.deepcopy(G).train()(z).float()
+    save_image(x, path, nrow=8, normalize=True, value_range=(-1, 1), padding=1)
+
+
+def load_ecgan(run_dir, device="cpu") -> tuple[dict, nn.Module]:
+    """A run's networks by role ("C", "D", "G") and its evaluated classifier (taking [-1, 1] images), in eval mode."""
+    run = Run(run_dir)
+    cfg = run.config(ECGANConfig)
+    models = build_models(cfg)
+    state = run.load_checkpoint()
+    try:
+        for k, m in models.items():
+            m.load_state_dict(state["models"][k])
+    except (RuntimeError, KeyError) as e:
+        why = str(e).splitlines()[0]
+        raise CheckpointError(f"{run.checkpoint_path} does not match its config.json ({why}).") from None
+    models = {k: m.to(device).eval().requires_grad_(False) for k, m in models.items()}
+    return models, classifier_of(cfg, models).eval()
