@@ -304,3 +304,25 @@ def per_class_lines(named: dict, ylabel: str, class_names=None):
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def curves(named: dict, key: str, ylabel: str, x: str = "epoch"):
+    """One line per named run of a logged quantity, e.g. {"EC-GAN": run.stats_frame(), ...} and "test_acc"."""
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
+    for label, stats in named.items():
+        d = stats.dropna(subset=[key]) if key in stats else stats.iloc[0:0]
+        ax.plot(d[x], d[key], lw=1, marker="o" if len(d) < 30 else None, ms=3, label=label)
+    ax.set(xlabel=x, ylabel=ylabel)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def sweep(results, param: str, value: str = "final_accuracy", xlabel: str = None, ylabel: str = "test accuracy (%)"):
+    """Mean ± std of `value` against a swept config field (e.g. EC-GAN's λ or t)."""
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
+    g = results.groupby(param)[value].agg(["mean", "std"]).reset_index()
+    ax.errorbar(g[param], g["mean"], yerr=g["std"].fillna(0), marker="o", ms=4, lw=1, capsize=2)
+    ax.set(xlabel=xlabel or param, ylabel=ylabel)
+    fig.tight_layout()
+    return fig
