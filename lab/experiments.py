@@ -175,24 +175,24 @@ def classifier_table(real, gan_errors, dataset: str):
     ref = dataset if dataset in PAPER_REAL_ERROR else "cifar10"
     col = f"paper error (%, {ref})"
     e = pd.Series(list(gan_errors), dtype=float)
-    rows = [{"rows": "GAN samples (1 GAN)", "train images": "stream", "error (%)": _pm(e),
+    rows = [{"rows": "GAN samples (1 GAN)", "train images": "stream", "error (%)": format_pm(e),
              col: "%.2f ± %.2f" % PAPER_GAN_ERROR[ref]}]
     for match in ("steps", "epochs"):
         d = real[real["match"] == match].groupby("fraction")
         for frac, g in sorted(d, key=lambda kv: -kv[0]):
             paper_n = round(frac * 50_000)
-            rows.append({"rows": f"same #{match}", "train images": int(g["n_real"].iloc[0]), "error (%)": _pm(g["error"]),
+            rows.append({"rows": f"same #{match}", "train images": int(g["n_real"].iloc[0]), "error (%)": format_pm(g["error"]),
                          col: PAPER_REAL_ERROR[ref][match].get(paper_n)})
     return pd.DataFrame(rows)
 
 
-def _pm(errors) -> str:
-    """'mean ± std (n runs)' of a Series of errors; std over runs, blank for one run."""
-    if len(errors) == 0:
+def format_pm(values, unit: str = "runs") -> str:
+    """'mean ± std (n runs)' of a Series (std over runs); the value alone for one run, '–' for none."""
+    if len(values) == 0:
         return "–"
-    if len(errors) == 1:
-        return f"{errors.iloc[0]:.2f}"
-    return f"{errors.mean():.2f} ± {errors.std():.2f} ({len(errors)} runs)"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.2f}"
+    return f"{values.mean():.2f} ± {values.std():.2f} ({len(values)} {unit})"
 
 
 # --- Table I: sets of 1, 2, 4, 6 GANs, add vs concat (Pham et al. 2019, IV-D/E) -------------------
@@ -327,7 +327,7 @@ def table_i(results, root=None, threshold=0.9, real=None):
         rows.append({
             "dataset": dataset, "block": block, "rows": f"{k} GAN" + ("s" if k > 1 else ""),
             "size (MiB)": _num(g["size (MiB)"].mean()), "IS": _metric(g, "IS"), "FID": _metric(g, "FID"),
-            "feature FD": _num(g["feature FD"].mean()), "error (%)": _pm(errs),
+            "feature FD": _num(g["feature FD"].mean()), "error (%)": format_pm(errs),
             "paper size (MB)": p[0] if p else None, "paper IS": _pm2(p[1:3]) if p else None,
             "paper FID": _pm2(p[3:5]) if p else None, "paper error (%)": _pm2(p[5:7]) if p else None,
         })
@@ -341,7 +341,7 @@ def table_i(results, root=None, threshold=0.9, real=None):
                 rows.append({
                     "dataset": dataset, "block": "real", "rows": f"{n:,} real, same #{match}",
                     "size (MiB)": _num(n * 3 * 32 * 32 / 2**20), "IS": None, "FID": None, "feature FD": None,
-                    "error (%)": _pm(g["error"]), "paper size (MB)": paper_n * 3 * 32 * 32 // 1_000_000 if ref else None,
+                    "error (%)": format_pm(g["error"]), "paper size (MB)": paper_n * 3 * 32 * 32 // 1_000_000 if ref else None,
                     "paper IS": PAPER_REAL_IS.get(dataset) if frac == 1 else None, "paper FID": None,
                     "paper error (%)": ref.get(match, {}).get(paper_n),
                 })

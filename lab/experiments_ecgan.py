@@ -1,5 +1,6 @@
 """The EC-GAN experiment grid (Haque 2021, Table 1) as get-or-train runs, gathered into a table beside the paper's."""
 from .config import ECGANConfig, preset
+from .experiments import format_pm
 from .data import load_dataset
 from .runs import Run, find_runs, get_or_train
 
@@ -97,16 +98,8 @@ def table(results_df, which: str = "final_accuracy"):
         row = {"size": f"{100 * frac:g}%"}
         for col, method in COLUMNS.items():
             acc = results_df[(results_df["method"] == method) & (results_df["fraction"] == frac)][which]
-            row[col] = _pm(acc)
+            row[col] = format_pm(acc, "seeds")
             row[f"{col} (paper)"] = PAPER_TABLE1.get(frac, {}).get(col)
         rows.append(row)
     return pd.DataFrame(rows).set_index("size")
 
-
-def _pm(acc) -> str:
-    """'mean ± std (n seeds)' of accuracies; the value alone for one run, '–' for none."""
-    if len(acc) == 0:
-        return "–"
-    if len(acc) == 1:
-        return f"{acc.iloc[0]:.2f}"
-    return f"{acc.mean():.2f} ± {acc.std():.2f} ({len(acc)} seeds)"
