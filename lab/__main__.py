@@ -46,6 +46,9 @@ def _markdown(rows: list) -> str:
 def _bench(args) -> None:
     from . import bench
 
+    if args.what == "metrics":
+        print(_markdown(bench.bench_metrics(args.n, 200, args.device, args.weights, args.preset, args.gan_run)))
+        return
     known = bench.GAN_VARIANTS if args.what == "gan" else bench.STREAM_VARIANTS
     unknown = set(args.variants or []) - set(known)
     if unknown:
@@ -79,7 +82,7 @@ def main(argv=None) -> int:
     tg.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config fields, e.g. device=cpu")
 
     bench = sub.add_parser("bench", help="throughput, fp32 eager vs the fast path, side by side")
-    bench.add_argument("what", choices=("gan", "sampler", "classifier"))
+    bench.add_argument("what", choices=("gan", "sampler", "classifier", "metrics"))
     bench.add_argument("--preset", default="digits-smoke", help="GAN preset (all three benches)")
     bench.add_argument("--classifier-preset", default="classifier-digits-smoke", help="sampler / classifier benches")
     bench.add_argument("--gan-run", help="sampler / classifier: a trained GAN run directory (else untrained)")
@@ -89,6 +92,8 @@ def main(argv=None) -> int:
     bench.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation)")
     bench.add_argument("--batch-size", type=int, default=128, help="sampler: batch size")
     bench.add_argument("--device", default="auto")
+    bench.add_argument("--n", type=int, default=2000, help="metrics: generated samples scored")
+    bench.add_argument("--weights", help="metrics: Inception weights file (else LAB_INCEPTION_WEIGHTS / torch hub cache)")
     bench.add_argument("--variants", nargs="*", help="subset of: 'fp32 eager', 'bf16 + channels_last', ...")
     bench.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="gan / classifier: override config fields")
 

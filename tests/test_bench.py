@@ -18,3 +18,18 @@ def test_classifier_bench_times_the_training_loop_on_the_stream():
     assert [r["variant"] for r in rows] == ["fp32 eager"]
     for r in rows:
         assert r["train img/s"] == pytest.approx(16 * 1000 / r["ms per step"], rel=0.02)
+
+
+def test_metrics_bench_without_weights_says_where_to_put_them(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in __import__("os").environ.items() if k != "LAB_INCEPTION_WEIGHTS"}
+    env["TORCH_HOME"] = str(tmp_path / "torch")  # an empty hub cache; no network either way in CI
+    code = ("import urllib.request, urllib.error\n"
+            "def no(*a, **k): raise urllib.error.URLError('offline')\n"
+            "urllib.request.urlopen = no\n"
+            "import sys; from lab.__main__ import main; sys.exit(main(['bench', 'metrics', '--n', '10', '--device', 'cpu']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 2, out.stderr
+    assert "LAB_INCEPTION_WEIGHTS" in out.stderr and "Traceback" not in out.stderr

@@ -1,0 +1,78 @@
+"""Table I from a run store: rows, columns, the paper's values beside ours, markdown and LaTeX export."""
+import json
+
+import pandas as pd
+
+from lab import experiments as ex
+from lab.config import GANConfig, preset
+from lab.runs import Run
+
+
+def _store(root):
+    """A run store with GANs (CIFAR-10 add x2, CIFAR-100 concat), their classifiers and one metrics record."""
+    for name, cfg in {"c10-a": GANConfig(dataset="cifar10"), "c10-b": GANConfig(dataset="cifar10", seed=1),
+                      "c100-c": GANConfig(dataset="cifar100", block="concat")}.items():
+        Run(root / "gan" / name).init(cfg)
+    base = preset("classifier-cifar10-paper")
+    runs = [(("c10-a",), 0.9, 0, 12.0), (("c10-a",), 0.9, 1, 11.0), (("c10-a", "c10-b"), 0.9, 0, 10.0),
+            (("c10-a",), None, 0, 20.0), (("c100-c",), 0.9, 0, 38.0)]
+    for i, (gans, t, seed, err) in enumerate(runs):
+        ds = "cifar100" if gans[0].startswith("c100") else "cifar10"
+        cfg = base.replace(dataset=ds, source="gan", gans=gans, threshold=t, filter="f", augment=False, seed=seed)
+        run = Run(root / "classifier" / f"run{i}")
+        run.init(cfg)
+        run.mark_done({"step": cfg.steps, "error": err})
+    (root / "metrics").mkdir()
+    (root / "metrics" / "1gan-x.json").write_text(json.dumps(
+        {"gans": ["c10-a"], "G_MiB": 16.42, "feature_fd": 5.0, "IS": None, "IS_std": None, "FID": None}))
+
+
+def _real():
+    rows = []
+    for match in ("steps", "epochs"):
+        for frac, n, err in ((1.0, 50_000, 4.9), (0.2, 10_000, 11.5 if match == "steps" else 14.0)):
+            rows.append({"dataset": "cifar10", "match": match, "fraction": frac, "n_real": n, "error": err})
+    return pd.DataFrame(rows)
+
+
+def test_table_i_rows_columns_and_paper_values(tmp_path):
+    _store(tmp_path)
+    results = pd.DataFrame(ex.classifier_results(tmp_path))
+    t = ex.table_i(results, tmp_path, threshold=0.9, real=_real())
+    assert list(t.columns) == ["dataset", "block", "rows", "size (MiB)", "IS", "FID", "feature FD", "error (%)",
+                               "paper size (MB)", "paper IS", "paper FID", "paper error (%)"]
+    assert list(zip(t["dataset"], t["block"], t["rows"])) == [
+        ("cifar10", "add", "1 GAN"), ("cifar10", "add", "2 GANs"), ("cifar100", "concat", "1 GAN"),
+        ("cifar10", "real", "50,000 real, same #steps"), ("cifar10", "real", "10,000 real, same #steps"),
+        ("cifar10", "real", "50,000 real, same #epochs"), ("cifar10", "real", "10,000 real, same #epochs"),
+    ]
+    one = t.iloc[0]
+    assert one["error (%)"] == "11.50 ± 0.71 (2 runs)"  # the unfiltered run (threshold None) is not pooled in
+    assert one["IS"] == "not computed" and one["FID"] == "not computed" and one["feature FD"] == 5.0
+    assert one["size (MiB)"] == 16.42
+    assert (one["paper size (MB)"], one["paper IS"], one["paper FID"], one["paper error (%)"]) == (
+        16.6, "8.62 ± 0.13", "6.84 ± 0.69", "11.75 ± 0.23")
+    assert t.iloc[1]["paper error (%)"] == "10.32 ± 0.50" and t.iloc[1]["error (%)"] == "10.00"
+    assert t.iloc[2]["paper error (%)"] == "37.78 ± 0.28"
+    assert t.iloc[3]["paper error (%)"] == 4.83 and t.iloc[3]["paper IS"] == 10.2 and t.iloc[3]["paper size (MB)"] == 153
+    assert t.iloc[4]["paper error (%)"] == 11.09 and t.iloc[6]["paper error (%)"] == 13.76
+
+
+def test_gan_set_rows_give_the_cas_and_correlations_need_three_sets(tmp_path):
+    _store(tmp_path)
+    sets = ex.gan_set_rows(pd.DataFrame(ex.classifier_results(tmp_path)), tmp_path, threshold=0.9)
+    one = sets[sets["gan_names"] == ("c10-a",)].iloc[0]
+    assert one["CAS"] == 80.0 and one["error"] == 11.5 and one["error_runs"] == 2
+    corr = {r["metric"]: r for r in ex.correlations(sets)}
+    assert corr["CAS"]["GAN sets"] == 1 and corr["CAS"]["spearman rho"] is None  # too few sets for a rank correlation
+
+
+def test_export_writes_markdown_and_latex(tmp_path):
+    _store(tmp_path)
+    t = ex.table_i(pd.DataFrame(ex.classifier_results(tmp_path)), tmp_path, threshold=0.9, real=_real())
+    md, tex = ex.export_table(t, "table_I", tmp_path / "out")
+    lines = md.read_text().splitlines()
+    assert lines[0].startswith("| dataset | block | rows |") and len(lines) == 2 + len(t)
+    assert "| cifar10 | add | 1 GAN | 16.42 | not computed |" in lines[2]
+    latex = tex.read_text()
+    assert latex.startswith("\\begin{tabular}") and "\\toprule" in latex and "11.75 ± 0.23" in latex
