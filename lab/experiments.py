@@ -92,6 +92,19 @@ def real_subset_configs(base: ClassifierConfig, n_train: int, match: str) -> lis
     return out
 
 
+def real_baselines(base: ClassifierConfig, n_train: int, root=None) -> list:
+    """Get or train every real-subset baseline of `base`: same #steps and same #epochs (Fig. 1-2, Table I)."""
+    cfgs = real_subset_configs(base, n_train, "steps") + real_subset_configs(base, n_train, "epochs")
+    return [real_classifier(cfg, root) for cfg in cfgs]
+
+
+def gan_set_classifiers(base: ClassifierConfig, gan_runs: list, filter_run: Run, threshold, seeds=(0,), root=None) -> list:
+    """The classifiers of one GAN set: one per seed on the stream filtered at `threshold` (the ± of its
+    error), and one on the unfiltered stream (its accuracy is the set's Classification Accuracy Score)."""
+    runs = [gan_classifier(base.replace(seed=s), gan_runs, filter_run, threshold, root) for s in seeds]
+    return runs + [gan_classifier(base, gan_runs, filter_run, None, root)]
+
+
 def gan_classifier(base: ClassifierConfig, gan_runs: list, filter_run: Run, threshold, root=None, on_step=None) -> Run:
     """Get, resume or train a classifier on the live stream of Algorithm-1-filtered samples of `gan_runs`."""
     cfg = base.replace(source="gan", gans=tuple(r.path.name for r in gan_runs), threshold=threshold,
