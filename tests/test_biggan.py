@@ -256,3 +256,29 @@ def test_bf16_autocast_and_channels_last(block):
         out_cl = D(x.contiguous(memory_format=torch.channels_last), y)
     torch.testing.assert_close(x_cl, x_ref, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(out_cl, out_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_concat_merge_starts_as_scaled_add_or_from_the_init():
+    """concat_init="identity": Conv1x1 = [I | I] / sigma with sigma = sqrt(2), i.e. (F(x) + s(x)) / sqrt(2)
+    at init, still spectrally normalised; "init": the network's own weight init (a different map)."""
+    from lab.models.layers import SN, ResidualMerge
+
+    torch.manual_seed(0)
+    f, s = torch.randn(2, 6, 5, 5), torch.randn(2, 6, 5, 5)
+    m = ResidualMerge(6, "concat", SN("N02"), "identity")
+    assert parametrize.is_parametrized(m.conv, "weight")
+    with torch.no_grad():
+        torch.testing.assert_close(m(f, s), (f + s) / 2**0.5, rtol=1e-5, atol=1e-5)
+        w = m.conv.weight.flatten(1)
+        torch.testing.assert_close(torch.linalg.matrix_norm(w, ord=2), torch.tensor(1.0), rtol=1e-5, atol=1e-5)
+    r = ResidualMerge(6, "concat", SN("N02"), "init")
+    with torch.no_grad():
+        assert not torch.allclose(r(f, s), (f + s) / 2**0.5, atol=1e-2)
+    for block, init in (("concat", "ortho"), ("dense", "identity")):
+        with pytest.raises(ValueError):
+            ResidualMerge(6, block, SN(), init)
+    cfg = small("concat")
+    G, D = build_gan(cfg)
+    G2, D2 = build_gan(cfg.replace(concat_init="init"))
+    assert param_count(G) == param_count(G2) and param_count(D) == param_count(D2)
+    assert all(b.merge.conv is not None for b in G.blocks)

@@ -16,12 +16,12 @@ from .layers import SN, ConditionalBN, ResidualMerge, SelfAttention, init_weight
 class GBlock(nn.Module):
     """cBN -> ReLU -> up x2 -> conv3x3 -> cBN -> ReLU -> conv3x3, merged with up x2 -> conv1x1."""
 
-    def __init__(self, c_in: int, c_out: int, make_bn, sn: SN, block: str):
+    def __init__(self, c_in: int, c_out: int, make_bn, sn: SN, block: str, concat_init: str = "identity"):
         super().__init__()
         self.bn1, self.bn2 = make_bn(c_in), make_bn(c_out)
         self.conv1, self.conv2 = sn.conv(c_in, c_out), sn.conv(c_out, c_out)
         self.conv_sc = sn.conv(c_in, c_out, kernel=1)  # learnable: the block changes resolution
-        self.merge = ResidualMerge(c_out, block, sn)
+        self.merge = ResidualMerge(c_out, block, sn, concat_init)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.bn1(x, c))  # (B, C_in, H, W)
@@ -34,12 +34,13 @@ class GBlock(nn.Module):
 class DBlock(nn.Module):
     """[ReLU] -> conv3x3 -> ReLU -> conv3x3 -> [avgpool], merged with the (learnable) shortcut."""
 
-    def __init__(self, c_in: int, c_out: int, sn: SN, block: str, preact: bool, down: bool):
+    def __init__(self, c_in: int, c_out: int, sn: SN, block: str, preact: bool, down: bool,
+                 concat_init: str = "identity"):
         super().__init__()
         self.preact, self.down = preact, down
         self.conv1, self.conv2 = sn.conv(c_in, c_out), sn.conv(c_out, c_out)
         self.conv_sc = sn.conv(c_in, c_out, kernel=1) if (c_in != c_out or down) else None
-        self.merge = ResidualMerge(c_out, block, sn)
+        self.merge = ResidualMerge(c_out, block, sn, concat_init)
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(x, 2) if self.down else x
@@ -85,7 +86,7 @@ class Generator(nn.Module):
                 return ConditionalBN(c, gain, bias, config.bn_eps)
 
         self.linear = sn.linear(self.z_chunk, ch * self.bottom**2)
-        self.blocks = nn.ModuleList(GBlock(ch, ch, make_bn, sn, config.block) for _ in range(self.num_blocks))
+        self.blocks = nn.ModuleList(GBlock(ch, ch, make_bn, sn, config.block, config.concat_init) for _ in range(self.num_blocks))
         self.attn = SelfAttention(ch, sn) if config.attn else None  # after block 2 (16x16)
         self.out_bn = nn.BatchNorm2d(ch, eps=config.bn_eps)
         self.out_conv = sn.conv(ch, 3)
@@ -116,10 +117,10 @@ class Discriminator(nn.Module):
         sn = SN(config.init, config.sn_eps)
         # 32 -> 16 -> 8 -> 8 -> 8: only the first two blocks downsample.
         self.blocks = nn.ModuleList([
-            DBlock(3, ch, sn, config.block, preact=False, down=True),
-            DBlock(ch, ch, sn, config.block, preact=True, down=True),
-            DBlock(ch, ch, sn, config.block, preact=True, down=False),
-            DBlock(ch, ch, sn, config.block, preact=True, down=False),
+            DBlock(3, ch, sn, config.block, preact=False, down=True, concat_init=config.concat_init),
+            DBlock(ch, ch, sn, config.block, preact=True, down=True, concat_init=config.concat_init),
+            DBlock(ch, ch, sn, config.block, preact=True, down=False, concat_init=config.concat_init),
+            DBlock(ch, ch, sn, config.block, preact=True, down=False, concat_init=config.concat_init),
         ])
         self.attn = SelfAttention(ch, sn) if config.attn else None  # after block 1 (16x16)
         self.linear = sn.linear(ch, 1)

@@ -31,6 +31,10 @@ class SN:
 
     def _wrap(self, module: nn.Module) -> nn.Module:
         init_weights(module, self.init)
+        return self.wrap(module)
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """Spectral normalisation of `module` as it is (no re-initialisation)."""
         return spectral_norm(module, n_power_iterations=1, eps=self.eps)
 
     def conv(self, c_in: int, c_out: int, kernel: int = 3, bias: bool = True) -> nn.Conv2d:
@@ -65,15 +69,31 @@ class ResidualMerge(nn.Module):
     """Joins a residual block's branch F(x) and shortcut s(x), both (B, C, H, W).
 
     "add": F(x) + s(x) (BigGAN). "concat": Conv1x1(concat([F(x), s(x)])) from 2C back to C
-    channels (the concat residual block of Pham et al. 2019, section III-B).
+    channels (the concat residual block of Pham et al. 2019, section III-B), spectrally normalised.
+
+    concat_init: "identity" starts the 1x1 conv at [I | I], whose spectral norm is sqrt(2), so the
+    block begins as (F(x) + s(x)) / sqrt(2) and learns its mixing from there; "init" uses the network's
+    weight init (N(0, 0.02) or orthogonal). The paper does not say; with "init" the smoke concat GAN
+    did not learn class-conditional digits in its 800 steps (README, Deviations).
     """
 
-    def __init__(self, channels: int, block: str, sn: SN):
+    def __init__(self, channels: int, block: str, sn: SN, concat_init: str = "identity"):
         super().__init__()
         if block not in ("add", "concat"):
             raise ValueError(f"unknown residual block {block!r}")
+        if concat_init not in ("identity", "init"):
+            raise ValueError(f"unknown concat_init {concat_init!r}")
         self.block = block
-        self.conv = sn.conv(2 * channels, channels, kernel=1) if block == "concat" else None
+        self.conv = None
+        if block == "concat" and concat_init == "init":
+            self.conv = sn.conv(2 * channels, channels, kernel=1)
+        elif block == "concat":
+            conv = nn.Conv2d(2 * channels, channels, 1)
+            with torch.no_grad():
+                eye = torch.eye(channels)[:, :, None, None]  # (C, C, 1, 1)
+                conv.weight.copy_(torch.cat([eye, eye], dim=1))  # (C, 2C, 1, 1): branch + shortcut
+                conv.bias.zero_()
+            self.conv = sn.wrap(conv)
 
     def forward(self, branch: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
         if self.conv is None:
