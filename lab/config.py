@@ -113,6 +113,8 @@ class GANConfig(Config):
     hflip: bool = opt(False)  # random horizontal flips of real images (the CIFAR script uses none)
     # --- Architecture ---
     block: str = opt("add", choices=("add", "concat"))  # residual merge: F(x)+s(x) or Conv1x1([F(x), s(x)])
+    # concat: the 1x1 conv starts at [I | I], i.e. (F(x)+s(x))/sqrt(2) after SN ("identity"), or at `init`
+    concat_init: str = opt("identity", choices=("identity", "init"))
     g_ch: int = opt(64, lo=1)  # G width unit; its 3 up-blocks carry 4*g_ch channels
     d_ch: int = opt(64, lo=1)  # D width unit; its 4 blocks carry 4*d_ch channels
     z_dim: int = opt(128, lo=1)  # latent size
@@ -240,11 +242,11 @@ PRESETS = {
         threshold=0.2, classifier_width=16, real_range="[0,1]", c_steps=2, dcgan_init=False, d_first_bn=True,
         sampling="independent",
     ),
-    # Smoke: digits, 25 % labelled (1,000 images), narrow G/D/C, lr 1e-3, 300 iterations (~10 epochs) on a
-    # 2-core CPU, evaluated every 3 epochs.
+    # Smoke: digits, 25 % labelled (1,000 images), narrow G/D/C (the smoke BigGAN for ecgan-biggan), lr 1e-3,
+    # 300 iterations (~10 epochs) on a 2-core CPU, evaluated every 3 epochs.
     "digits-ecgan-smoke": lambda: ECGANConfig(
-        dataset="digits", fraction=0.25, classifier_width=8, ngf=16, ndf=16, batch_size=32, lr=1e-3,
-        steps=300, log_every=20, eval_every=3, ckpt_every=100,
+        dataset="digits", fraction=0.25, classifier_width=8, ngf=16, ndf=16, biggan="digits-smoke", batch_size=32,
+        lr=1e-3, steps=300, log_every=20, eval_every=3, ckpt_every=100,
     ),
 }
 
@@ -285,7 +287,11 @@ class ECGANConfig(Config):
     # classifier: C alone on the labelled subset (Table 1's "Classifier" of EC-GAN and of Shared ResNet-Disc).
     # shared-dcgan / shared-resnet: one D with a real/fake and a class head (eq. 2) on a DCGAN / ResNet-18 body.
     # classifier-dcgan: that DCGAN body + class head alone on the labelled subset (Shared DC-Disc's "Classifier").
-    method: str = opt("ecgan", choices=("ecgan", "classifier", "shared-dcgan", "shared-resnet", "classifier-dcgan"))
+    # ecgan-biggan (beyond the paper): EC-GAN whose G is the class-conditional BigGAN of `biggan`, and whose
+    # pseudo-labels are the conditioning classes of the fakes that Algorithm 1 (Pham et al.) accepts with C
+    # as its classifier: C's argmax is the class and C's probability of it is > t.
+    method: str = opt("ecgan", choices=(
+        "ecgan", "classifier", "shared-dcgan", "shared-resnet", "classifier-dcgan", "ecgan-biggan"))
     # Labelled fraction of the train split: the subset is lab.data.subset(train, int(N * fraction),
     # seed=subset_seed, balanced=False), the same images for every method (10 % of SVHN = 7,325).
     fraction: float = opt(0.1, lo=0, hi=1, lo_open=True)
@@ -301,6 +307,9 @@ class ECGANConfig(Config):
     z_dim: int = opt(100, lo=1)  # DCGAN latent size
     ngf: int = opt(64, lo=1)  # DCGAN G width: 4*ngf, 2*ngf, ngf channels at 4, 8, 16 px
     ndf: int = opt(64, lo=1)  # DCGAN D width: ndf, 2*ndf, 4*ndf channels at 16, 8, 4 px
+    # ecgan-biggan: the GAN preset whose BigGAN architecture, Adam settings (lr, betas, eps) and D steps per
+    # iteration are used (its dataset, batch size, steps and EMA are not: the EC-GAN loop sets those)
+    biggan: str = opt("cifar10-paper")
     # --- Optimisation: Adam for G, D and C ---
     lr: float = opt(2e-4, lo=0, lo_open=True)  # learning rate of G, D and C ("recommended by DCGAN")
     beta1: float = opt(0.5, lo=0, hi=1, hi_open=True)  # Adam beta1
@@ -336,6 +345,18 @@ class ECGANConfig(Config):
     def num_classes(self) -> int:
         return DATASET_CLASSES[self.dataset]
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.method == "ecgan-biggan":
+            gans = [k for k, make in PRESETS.items() if isinstance(make(), GANConfig)]
+            if self.biggan not in gans:
+                raise ConfigError(f"ECGANConfig.biggan must name a GAN preset ({', '.join(gans)}), got {self.biggan!r}.")
+
     @property
     def uses_gan(self) -> bool:
-        return self.method in ("ecgan", "shared-dcgan", "shared-resnet")
+        return self.method in ("ecgan", "shared-dcgan", "shared-resnet", "ecgan-biggan")
+
+    def biggan_config(self) -> GANConfig:
+        """The BigGAN of method "ecgan-biggan": the `biggan` preset on this run's dataset and seed."""
+        return preset(self.biggan).replace(dataset=self.dataset, data_root=self.data_root, seed=self.seed,
+                                           batch_size=self.batch_size, device=self.device)
