@@ -46,6 +46,34 @@ def _all_finite(*modules) -> bool:
     return bool(torch.stack([p.isfinite().all() for m in modules for p in m.parameters()]).all())
 
 
+def hinge_d_step(G, D, opt_D, x, y, z, y_fake, amp, memory_format=torch.contiguous_format):
+    """One hinge-loss D update on reals (x, y) and fakes G(z, y_fake), both through D in one batch
+    (BigGAN-PyTorch). G runs without gradients. Returns (loss_real, loss_fake, D(x), D(G(z)))."""
+    B = len(z)
+    with torch.no_grad(), amp:
+        x_f = G(z, y_fake).to(x.dtype)
+    with amp:
+        out = D(torch.cat([x_f, x]).contiguous(memory_format=memory_format), torch.cat([y_fake, y]))
+    d_fake, d_real = out.float().split([B, len(x)])
+    l_real, l_fake = d_hinge(d_real, d_fake)
+    opt_D.zero_grad(set_to_none=True)
+    (l_real + l_fake).backward()
+    opt_D.step()
+    return l_real, l_fake, d_real, d_fake
+
+
+def hinge_g_step(G, D, opt_G, z, y_fake, amp):
+    """One hinge-loss G update on G(z, y_fake) (D's weights should be frozen by the caller).
+    Returns (loss_g, the fakes), the fakes still attached to G's graph."""
+    with amp:
+        x_f = G(z, y_fake)
+        l_g = g_hinge(D(x_f, y_fake).float())
+    opt_G.zero_grad(set_to_none=True)
+    l_g.backward()
+    opt_G.step()
+    return l_g, x_f
+
+
 def train_gan(config: GANConfig, run_dir, on_step=None) -> Run:
     """Train (or resume, or just return) the GAN run of `config` in `run_dir`.
 
@@ -117,26 +145,14 @@ def train_gan(config: GANConfig, run_dir, on_step=None) -> Run:
                 x = flip(x, generator=gen)
             z = torch.randn(B, cfg.z_dim, generator=gen, device=dev)
             y_f = torch.randint(0, C, (B,), generator=gen, device=dev)
-            with torch.no_grad(), amp:
-                x_f = G_fwd(z, y_f).to(x.dtype)
-            with amp:
-                out = D_fwd(torch.cat([x_f, x]).contiguous(memory_format=cl), torch.cat([y_f, y]))
-            d_fake, d_real = out.float().split([B, B])
-            l_real, l_fake = d_hinge(d_real, d_fake)
-            opt_D.zero_grad(set_to_none=True)
-            (l_real + l_fake).backward()
-            opt_D.step()
+            l_real, l_fake, d_real, d_fake = hinge_d_step(G_fwd, D_fwd, opt_D, x, y, z, y_f, amp, cl)
 
         # G step.
         D.requires_grad_(False)
         G.requires_grad_(True)
         z = torch.randn(B, cfg.z_dim, generator=gen, device=dev)
         y_f = torch.randint(0, C, (B,), generator=gen, device=dev)
-        with amp:
-            l_g = g_hinge(D_fwd(G_fwd(z, y_f), y_f).float())
-        opt_G.zero_grad(set_to_none=True)
-        l_g.backward()
-        opt_G.step()
+        l_g, _ = hinge_g_step(G_fwd, D_fwd, opt_G, z, y_f, amp)
         step += 1
         steps_timed += 1
 
