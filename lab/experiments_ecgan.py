@@ -24,9 +24,11 @@ COLUMNS = {
     "EC-GAN: Classifier": "classifier", "EC-GAN": "ecgan",
     "Shared DC-Disc: Classifier": "classifier-dcgan", "Shared DC-Disc GAN": "shared-dcgan",
     "Shared ResNet-Disc: Classifier": "classifier", "Shared ResNet-Disc GAN": "shared-resnet",
+    # Beyond the paper (no paper value): EC-GAN with the class-conditional BigGAN and Algorithm 1's labels.
+    "EC-GAN, BigGAN + Alg. 1": "ecgan-biggan",
 }
 FRACTIONS = tuple(PAPER_TABLE1)
-METHODS = ("classifier", "ecgan", "classifier-dcgan", "shared-dcgan", "shared-resnet")
+METHODS = ("classifier", "ecgan", "classifier-dcgan", "shared-dcgan", "shared-resnet", "ecgan-biggan")
 # A notebook's PROFILE -> the EC-GAN preset ("paper" is SVHN, as the paper; "official" the notebook's settings).
 PROFILE_PRESET = {"smoke": "digits-ecgan-smoke", "paper": "svhn-ecgan-paper", "official": "svhn-ecgan-official"}
 
@@ -77,7 +79,7 @@ def results(root=None, dataset: str = None) -> list:
             "run": run.path.name, "dataset": cfg.dataset, "method": cfg.method, "fraction": cfg.fraction,
             "n_labelled": done["n_labelled"], "lam": cfg.lam, "threshold": cfg.threshold,
             "classifier_width": cfg.classifier_width, "real_range": cfg.real_range, "c_steps": cfg.c_steps,
-            "bn_stats": cfg.bn_stats, "augment": cfg.augment, "seed": cfg.seed, "steps": done["step"],
+            "bn_stats": cfg.bn_stats, "augment": cfg.augment, "biggan": cfg.biggan if cfg.method == "ecgan-biggan" else "", "seed": cfg.seed, "steps": done["step"],
             "epochs": done["epochs"], "final_accuracy": done["final_accuracy"], "best_accuracy": done["best_accuracy"],
         })
     return rows
@@ -85,7 +87,7 @@ def results(root=None, dataset: str = None) -> list:
 
 def table(results_df, which: str = "final_accuracy"):
     """Table 1's layout: one row per labelled size, for each paper column our accuracy (mean ± std over
-    seeds) beside the paper's. `results_df`: a DataFrame of `results` for one setting (filter it first).
+    seeds) beside the paper's, then this lab's "EC-GAN, BigGAN + Alg. 1" column (no paper value). `results_df`: a DataFrame of `results` for one setting (filter it first).
 
     Args:
         which: "final_accuracy" (the last epoch) or "best_accuracy" (the best evaluated epoch); the
@@ -99,7 +101,8 @@ def table(results_df, which: str = "final_accuracy"):
         for col, method in COLUMNS.items():
             acc = results_df[(results_df["method"] == method) & (results_df["fraction"] == frac)][which]
             row[col] = format_pm(acc, "seeds")
-            row[f"{col} (paper)"] = PAPER_TABLE1.get(frac, {}).get(col)
+            if col in PAPER_TABLE1[FRACTIONS[0]]:
+                row[f"{col} (paper)"] = PAPER_TABLE1.get(frac, {}).get(col)
         rows.append(row)
     return pd.DataFrame(rows).set_index("size")
 

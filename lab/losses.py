@@ -41,3 +41,21 @@ def ecgan_classifier_loss(logits_real, y_real, logits_fake, lam: float, threshol
     ce = F.cross_entropy(logits_fake, pseudo, reduction="none")
     fake = (ce * keep).sum() / keep.sum().clamp(min=1)  # no host sync: 0 when nothing is kept
     return real + lam * fake
+
+
+def filtered_pseudo_label_loss(logits_real, y_real, logits_fake, y_fake, lam: float, threshold: float) -> torch.Tensor:
+    """EC-GAN's classifier loss with Algorithm 1 (Pham et al. 2019) as the pseudo-label source (this lab's
+    extension, method "ecgan-biggan"): CE(C(x), y) + lam * CE(C(G(z, y_c)), y_c) over the accepted fakes.
+
+    A fake generated for class y_c is accepted iff C's argmax is y_c and C's probability of y_c is strictly
+    above `threshold` (`lab.sampling.accept`); its label is y_c. The generated term is the mean over the
+    accepted fakes, 0 if none (as `ecgan_classifier_loss`).
+    """
+    from .sampling import accept
+
+    real = F.cross_entropy(logits_real, y_real)
+    probs = logits_fake.detach().softmax(dim=1, dtype=torch.promote_types(logits_fake.dtype, torch.float32))
+    keep = accept(probs, y_fake, threshold)
+    ce = F.cross_entropy(logits_fake, y_fake, reduction="none")
+    fake = (ce * keep).sum() / keep.sum().clamp(min=1)
+    return real + lam * fake

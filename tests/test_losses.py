@@ -48,3 +48,27 @@ def test_ecgan_classifier_loss_mask_lambda_and_threshold():
     # t = 1: nothing passes, the supervised loss alone
     got = losses.ecgan_classifier_loss(t(lr), t(y), t(lf), 0.1, 1.0).item()
     assert got == pytest.approx(sup, rel=1e-6)
+
+
+def test_filtered_pseudo_label_loss_is_algorithm_1_on_c():
+    """Only fakes whose argmax is their conditioning class AND whose probability of it is > t contribute,
+    labelled with that class; a confident fake of another class never does."""
+    rng = np.random.default_rng(1)
+    lr, y = rng.normal(size=(4, 3)), rng.integers(0, 3, 4)
+    lf = np.array([[4.0, 0, 0], [0, 4.0, 0], [0.3, 0.2, 0], [0, 0, 4.0], [1.0, 1.0, 1.0]])
+    yf = np.array([0, 0, 0, 2, 1])  # sample 1: confident but class 1 != 0; sample 4: a three-way tie
+    t = torch.tensor
+    p = _softmax(lf)
+    sup = _ce(lr, y).mean()
+    for thr in (0.0, 0.3, 0.5, p[0, 0], 0.99):
+        keep = (p.argmax(1) == yf) & (p[np.arange(5), yf] > thr)
+        assert not keep[1] and not keep[4]
+        fake = _ce(lf, yf)[keep].mean() if keep.any() else 0.0
+        for lam in (0.1, 0.5):
+            got = losses.filtered_pseudo_label_loss(t(lr), t(y), t(lf), t(yf), lam, float(thr)).item()
+            assert got == pytest.approx(sup + lam * fake, rel=1e-6)
+    # the accepted set is exactly lab.sampling.accept's
+    from lab.sampling import accept
+
+    assert accept(t(p), t(yf), 0.5).tolist() == [True, False, False, True, False]
+    assert losses.filtered_pseudo_label_loss(t(lr), t(y), t(lf), t(yf), 0.1, 1.0).item() == pytest.approx(sup, rel=1e-6)

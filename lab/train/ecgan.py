@@ -1,5 +1,6 @@
 """EC-GAN training (Haque 2021): a DCGAN and an external classifier on real and pseudo-labelled fake images,
-and the paper's baselines (the classifier alone; the shared two-head discriminator of eq. 2)."""
+the paper's baselines (the classifier alone; the shared two-head discriminator of eq. 2), and this lab's
+extension: a class-conditional BigGAN whose fakes Algorithm 1 (Pham et al. 2019) labels for the classifier."""
 import contextlib
 import copy
 import hashlib
@@ -15,14 +16,16 @@ from tqdm.auto import tqdm
 from ..config import ECGANConfig
 from ..data import ImageDataset, augment_for, load_dataset, subset, to_float
 from ..errors import CheckpointError, ConfigError
-from ..losses import d_bce, ecgan_classifier_loss, g_bce
+from ..losses import d_bce, ecgan_classifier_loss, filtered_pseudo_label_loss, g_bce
 from ..models import (
     ClassHead, DCGANDiscriminator, DCGANGenerator, ResNet18, SharedDCGANDiscriminator, SharedResNetDiscriminator,
-    param_count,
+    build_gan, param_count,
 )
+from ..sampling import accept
 from ..runs import Run, rng_state, set_rng_state
 from .classifier import _to, evaluate
 from .common import EpochSampler, Window, autocast, check_finite, divergence, resolve_device, use_channels_last
+from .gan import hinge_d_step, hinge_g_step
 
 GRID = 64  # fixed-noise samples per grid (8 x 8)
 
@@ -88,17 +91,19 @@ class ZeroOneInput(nn.Module):
 # --- Models -------------------------------------------------------------------------------
 def build_models(cfg: ECGANConfig) -> dict:
     """The method's networks by role: "C" (external ResNet-18), "D" (discriminator, or the shared two-head D),
-    "G". Built in that order from the current RNG, so "ecgan" and "classifier" start from the same C, and
-    "shared-dcgan" and "classifier-dcgan" from the same D."""
+    "G". Built in that order from the current RNG, so "ecgan", "ecgan-biggan" and "classifier" start from the
+    same C, and "shared-dcgan" and "classifier-dcgan" from the same D."""
     K, m = cfg.num_classes, cfg.method
     models = {}
-    if m in ("ecgan", "classifier"):
+    if m in ("ecgan", "classifier", "ecgan-biggan"):
         models["C"] = ResNet18(K, cfg.classifier_width)
     if m in ("shared-dcgan", "classifier-dcgan"):
         models["D"] = SharedDCGANDiscriminator(K, cfg.ndf, cfg.d_first_bn, cfg.dcgan_init)
     elif m == "shared-resnet":
         models["D"] = SharedResNetDiscriminator(K, cfg.classifier_width)
-    if cfg.uses_gan:
+    if m == "ecgan-biggan":
+        models["G"], models["D"] = build_gan(cfg.biggan_config())
+    elif cfg.uses_gan:
         models["G"] = DCGANGenerator(cfg.z_dim, cfg.ngf, cfg.dcgan_init)
     if m == "ecgan":
         models["D"] = DCGANDiscriminator(cfg.ndf, cfg.d_first_bn, cfg.dcgan_init)
@@ -167,11 +172,14 @@ def g_phase(D, opt_G, x_fake, amp, freeze_bn: bool = False) -> dict:
     return {"loss_g": l_g}
 
 
-def c_phase(C, opt_C, x, y, x_fake, lam: float, threshold: float, c_steps: int, amp, freeze_bn: bool = False) -> dict:
+def c_phase(C, opt_C, x, y, x_fake, lam: float, threshold: float, c_steps: int, amp, freeze_bn: bool = False,
+            y_fake=None) -> dict:
     """EC-GAN eq. 5 on real x and (detached, so C's loss never reaches G) fakes; `x_fake` None: CE on x only.
 
     c_steps=2 is the notebook's variant: a step on CE(C(x), y), then one on the pseudo-label term.
     freeze_bn: fakes leave C's BN running statistics unchanged (`bn_stats="real"`).
+    y_fake: the fakes' conditioning classes (ecgan-biggan): the pseudo-labels are those Algorithm 1 accepts
+    with C as its classifier, instead of C's confident argmax.
     """
     with amp:
         logits = C(x).float()
@@ -186,9 +194,13 @@ def c_phase(C, opt_C, x, y, x_fake, lam: float, threshold: float, c_steps: int, 
         logits = logits.detach()  # its CE is a constant of the second step's loss: the gradient is the λ term's
     with amp, bn_stats_frozen(C, freeze_bn):
         logits_fake = C(x_fake).float()
-    loss = ecgan_classifier_loss(logits, y, logits_fake, lam, threshold)
+    if y_fake is None:
+        loss = ecgan_classifier_loss(logits, y, logits_fake, lam, threshold)
+        kept = (logits_fake.detach().softmax(1).amax(1) > threshold).float().mean()
+    else:
+        loss = filtered_pseudo_label_loss(logits, y, logits_fake, y_fake, lam, threshold)
+        kept = accept(logits_fake.detach().softmax(1), y_fake, threshold).float().mean()
     _step(opt_C, loss)
-    kept = (logits_fake.detach().softmax(1).amax(1) > threshold).float().mean()
     return {"loss_c": loss, "kept": kept, **out}
 
 
@@ -208,6 +220,28 @@ def shared_phase(D, opt_D, x, y, x_fake, lam: float, threshold: float, amp, free
         out.update(kept=(cls_fake.detach().softmax(1).amax(1) > threshold).float().mean(),
                    d_real=rf_real.sigmoid().mean(), d_fake=rf_fake.sigmoid().mean())
     return out
+
+
+def biggan_phases(fwd, models, opts, big, images, labels, sampler_d, gen_z, amp, cl) -> dict:
+    """ecgan-biggan's GAN part of one iteration: `big.d_steps` hinge D steps (reals from `sampler_d`,
+    fakes of uniformly drawn classes), then one hinge G step, whose fakes (x_fake, y_fake) the C step uses.
+    d_real and d_fake are D's raw outputs (hinge), not probabilities as in the DCGAN phases."""
+    G, D, B, K = fwd["G"], fwd["D"], big.batch_size, big.num_classes
+    models["G"].requires_grad_(False)
+    for _ in range(big.d_steps):
+        idx = sampler_d.next()
+        z = torch.randn(B, big.z_dim, generator=gen_z, device=gen_z.device)
+        y_f = torch.randint(0, K, (B,), generator=gen_z, device=gen_z.device)
+        l_real, l_fake, d_real, d_fake = hinge_d_step(G, D, opts["D"], to_float(images[idx]), labels[idx], z, y_f,
+                                                      amp, cl)
+    models["D"].requires_grad_(False)
+    models["G"].requires_grad_(True)
+    z = torch.randn(B, big.z_dim, generator=gen_z, device=gen_z.device)
+    y_fake = torch.randint(0, K, (B,), generator=gen_z, device=gen_z.device)
+    l_g, x_fake = hinge_g_step(G, D, opts["G"], z, y_fake, amp)
+    models["D"].requires_grad_(True)
+    return {"loss_d": l_real + l_fake, "d_real": d_real.mean(), "d_fake": d_fake.mean(), "loss_g": l_g,
+            "x_fake": x_fake.float().contiguous(memory_format=cl), "y_fake": y_fake}
 
 
 # --- The loop -------------------------------------------------------------------------------
@@ -240,15 +274,27 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
 
     # Models, optimisers (weight decay on D and C, not G), and two random streams: data (batches,
     # augmentation) and noise, so "ecgan" and "classifier" see the same real batches in the same order.
+    # ecgan-biggan: G and D take the BigGAN preset's Adam settings (no weight decay), and D's `d_steps`
+    # real batches per iteration come from a third stream of their own, so that C still sees exactly
+    # the real batches of "classifier".
     torch.manual_seed(cfg.seed)
     models = {k: m.to(dev, memory_format=cl).train() for k, m in build_models(cfg).items()}
-    opts = {k: torch.optim.Adam(m.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                weight_decay=0.0 if k == "G" else cfg.weight_decay) for k, m in models.items()}
+    big = cfg.biggan_config() if cfg.method == "ecgan-biggan" else None
+    opts = {}
+    for k, m in models.items():
+        if big is not None and k in ("G", "D"):
+            opts[k] = torch.optim.Adam(m.parameters(), lr=big.g_lr if k == "G" else big.d_lr,
+                                       betas=(big.beta1, big.beta2), eps=big.adam_eps)
+        else:
+            opts[k] = torch.optim.Adam(m.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                       weight_decay=0.0 if k == "G" else cfg.weight_decay)
     fwd = {k: torch.compile(m) if cfg.compile else m for k, m in models.items()}
     gen_data = torch.Generator(dev).manual_seed(cfg.seed)
     gen_z = torch.Generator(dev).manual_seed(cfg.seed + 2**31)
     images, labels = labelled.images.to(dev), labelled.targets.to(dev)
     sampler = (EpochSampler if cfg.sampling == "epochs" else IndependentSampler)(len(images), cfg.batch_size, gen_data)
+    gen_d = torch.Generator(dev).manual_seed(cfg.seed + 1)
+    sampler_d = EpochSampler(len(images), cfg.batch_size, gen_d) if big is not None else None
     crop = augment_for(labelled.name) if cfg.augment else None
     per_epoch = len(images) // cfg.batch_size
     total, eval_steps = total_steps(cfg, len(images)), cfg.eval_every * per_epoch
@@ -271,6 +317,9 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
         gen_z.set_state(s["gen_z"])
         set_rng_state(s["rng"])
         sampler.load_state_dict(_to(s["sampler"], dev))
+        if sampler_d is not None:
+            gen_d.set_state(s["gen_d"])
+            sampler_d.load_state_dict(_to(s["sampler_d"], dev))
         window.load_state_dict(_to(s["window"], dev))
         step, best = s["step"], s["best"]
     run.truncate_stats(step)
@@ -282,10 +331,14 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
             "opts": {k: o.state_dict() for k, o in opts.items()},
             "gen_data": gen_data.get_state(), "gen_z": gen_z.get_state(), "rng": rng_state(),
             "sampler": sampler.state_dict(), "window": window.state_dict(),
+            **({"gen_d": gen_d.get_state(), "sampler_d": sampler_d.state_dict()} if sampler_d is not None else {}),
         })
 
     clf, final = classifier_of(cfg, models), None
-    z_fix = torch.randn(GRID, cfg.z_dim, generator=torch.Generator().manual_seed(10_000 + cfg.seed)).to(dev)
+    # Fixed noise of the sample grids: 64 z (DCGAN); for BigGAN 8 z per class, one row per class (first 10).
+    y_fix = torch.arange(min(cfg.num_classes, 10)).repeat_interleave(8).to(dev) if big is not None else None
+    z_fix = torch.randn(GRID if big is None else len(y_fix), cfg.z_dim if big is None else big.z_dim,
+                        generator=torch.Generator().manual_seed(10_000 + cfg.seed)).to(dev)
     last_ckpt, t_last, steps_timed = step, time.perf_counter(), 0
     bar = tqdm(total=total, initial=step, desc=f"{cfg.method} {run.path.name}", mininterval=1.0)
     while step < total:
@@ -300,7 +353,7 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
 
         # Fakes: one batch per iteration, used by the D, G and C steps (the notebook's fakeImageBatch).
         x_fake = None
-        if cfg.uses_gan:
+        if cfg.uses_gan and big is None:
             z = torch.randn(cfg.batch_size, cfg.z_dim, generator=gen_z, device=dev)
             with amp:
                 x_fake = fwd["G"](z).float().contiguous(memory_format=cl)
@@ -312,6 +365,11 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
             out = d_phase(fwd["D"], opts["D"], x, x_fake, amp)
             out |= g_phase(fwd["D"], opts["G"], x_fake, amp)
             out |= c_phase(fwd["C"], opts["C"], x, y, x_fake, cfg.lam, cfg.threshold, cfg.c_steps, amp, freeze)
+        elif cfg.method == "ecgan-biggan":
+            out = biggan_phases(fwd, models, opts, big, images, labels, sampler_d, gen_z, amp, cl)
+            x_fake, y_fake = out.pop("x_fake"), out.pop("y_fake")
+            out |= c_phase(fwd["C"], opts["C"], x, y, x_fake, cfg.lam, cfg.threshold, cfg.c_steps, amp, freeze,
+                           y_fake=y_fake)
         elif cfg.method == "classifier":
             out = c_phase(fwd["C"], opts["C"], x, y, None, cfg.lam, cfg.threshold, cfg.c_steps, amp)
         else:  # shared-dcgan, shared-resnet, classifier-dcgan
@@ -335,7 +393,7 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
                 if stats["test_acc"] > best["accuracy"]:
                     best = {"accuracy": stats["test_acc"], "step": step}
                 if "G" in models:
-                    save_grid(models["G"], z_fix, run.path / "samples" / f"step-{step:07d}.png")
+                    save_grid(models["G"], z_fix, run.path / "samples" / f"step-{step:07d}.png", y_fix)
                 t_last = time.perf_counter()  # evaluation time is not training time
             window.reset()
             run.log(stats)
@@ -366,11 +424,13 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
 
 
 @torch.no_grad()
-def save_grid(G, z, path) -> None:
-    """An 8x8 grid of G(z) with batch statistics (as the classifier sees fakes), from a copy: G is untouched."""
+def save_grid(G, z, path, y=None) -> None:
+    """A grid of G(z) (or G(z, y)), 8 per row, with batch statistics (as the classifier sees fakes), from a
+    copy: G is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    x = copy.deepcopy(G).train()(z).float()
+    G = copy.deepcopy(G).train()
+    x = (G(z) if y is None else G(z, y)).float()
     save_image(x, path, nrow=8, normalize=True, value_range=(-1, 1), padding=1)
 
 
