@@ -10,8 +10,10 @@ def notebooks(folder=NOTEBOOK_DIR) -> list:
     return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb"))
 
 
-def execute(notebook, out_dir, parameters: dict, timeout: int = 1800) -> Path:
-    """Run `notebook` with `parameters` injected after its `parameters` cell; save it under `out_dir`."""
+def execute(notebook, out_dir, parameters: dict, timeout: int | None = None) -> Path:
+    """Run `notebook` with `parameters` injected after its `parameters` cell; save it under `out_dir`.
+
+    timeout: seconds any one cell may run (None: no limit; a demo cell trains for many minutes on a CPU)."""
     import papermill as pm
 
     notebook, out_dir = Path(notebook), Path(out_dir)
