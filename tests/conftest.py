@@ -80,3 +80,15 @@ def digits_test(digits_root):
     from lab.data import load_dataset
 
     return load_dataset("digits", "test", root=str(digits_root), download=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of tiny models (`pytestmark = pytest.mark.usefixtures("one_thread")`): on a busy
+    2-core machine, 2 intra-op threads are ~20x slower than 1."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

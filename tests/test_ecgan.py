@@ -17,17 +17,12 @@ from lab.models import (
 )
 from lab.runs import run_dir
 from lab.train.common import autocast
+from nets import same, snapshot  # tests/ is on sys.path
 
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: on a busy 2-core machine, 2 intra-op threads are ~20x slower than 1."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest)
 
 
 AMP = autocast(CPU, "fp32")
@@ -38,14 +33,6 @@ def tiny(**kw):
     base = dict(classifier_width=2, ngf=4, ndf=4, batch_size=16, fraction=0.02, steps=4, log_every=1,
                 eval_every=100, ckpt_every=4, device="cpu")
     return preset("digits-ecgan-smoke").replace(**{**base, **kw})
-
-
-def _params(m):
-    return [p.detach().clone() for p in m.parameters()]
-
-
-def _same(a, b):
-    return all(torch.equal(x, y) for x, y in zip(a, b))
 
 
 def _timeless(stats):
@@ -118,21 +105,21 @@ def test_each_phase_changes_only_its_own_network(nets):
     m, opts, x, y = nets
     G, D, C = m["G"], m["D"], m["C"]
     x_fake = G(torch.randn(16, 100))  # with G's graph, as in the loop
-    before = {k: _params(v) for k, v in m.items()}
+    before = {k: snapshot(v) for k, v in m.items()}
 
     ec.d_phase(D, opts["D"], x, x_fake, AMP)
-    assert not _same(_params(D), before["D"]) and _same(_params(G), before["G"]) and _same(_params(C), before["C"])
+    assert not same(snapshot(D), before["D"]) and same(snapshot(G), before["G"]) and same(snapshot(C), before["C"])
     assert all(p.grad is None for p in G.parameters())  # the fakes were detached
 
-    before = {k: _params(v) for k, v in m.items()}
+    before = {k: snapshot(v) for k, v in m.items()}
     ec.g_phase(D, opts["G"], x_fake, AMP)
-    assert not _same(_params(G), before["G"]) and _same(_params(D), before["D"]) and _same(_params(C), before["C"])
+    assert not same(snapshot(G), before["G"]) and same(snapshot(D), before["D"]) and same(snapshot(C), before["C"])
 
     opts["G"].zero_grad(set_to_none=True)
-    before = {k: _params(v) for k, v in m.items()}
+    before = {k: snapshot(v) for k, v in m.items()}
     out = ec.c_phase(C, opts["C"], x, y, x_fake, 0.1, 0.0, 1, AMP)  # t = 0: every fake is pseudo-labelled
     assert out["kept"] == 1.0
-    assert not _same(_params(C), before["C"]) and _same(_params(G), before["G"]) and _same(_params(D), before["D"])
+    assert not same(snapshot(C), before["C"]) and same(snapshot(G), before["G"]) and same(snapshot(D), before["D"])
     assert all(p.grad is None for p in G.parameters())  # C's loss never reaches G
 
 
@@ -147,7 +134,7 @@ def test_bn_stats_real_keeps_fakes_out_of_the_running_statistics(nets):
             C = copy.deepcopy(m["C"])
             opt = torch.optim.Adam(C.parameters(), lr=1e-2)
             ec.c_phase(C, opt, x, y, x_fake, 0.1, 0.5, c_steps, AMP, freeze_bn=freeze)
-            assert _same(stats(C), stats(ref)) == freeze
+            assert same(stats(C), stats(ref)) == freeze
 
 
 def test_shared_phases_change_only_their_network(digits_train):
@@ -158,12 +145,12 @@ def test_shared_phases_change_only_their_network(digits_train):
         opt_D, opt_G = torch.optim.Adam(D.parameters()), torch.optim.Adam(G.parameters())
         x, y = to_float(digits_train.images[:16]), digits_train.targets[:16]
         x_fake = G(torch.randn(16, 100))
-        g0, d0 = _params(G), _params(D)
+        g0, d0 = snapshot(G), snapshot(D)
         ec.shared_phase(D, opt_D, x, y, x_fake, 0.1, 0.7, AMP)
-        assert _same(_params(G), g0) and not _same(_params(D), d0)
-        d0 = _params(D)
+        assert same(snapshot(G), g0) and not same(snapshot(D), d0)
+        d0 = snapshot(D)
         ec.g_phase(D, opt_G, x_fake, AMP)
-        assert not _same(_params(G), g0) and _same(_params(D), d0)
+        assert not same(snapshot(G), g0) and same(snapshot(D), d0)
 
 
 def test_rotation_matches_torchvision(digits_train):

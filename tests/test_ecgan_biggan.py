@@ -8,17 +8,13 @@ from lab.config import ECGANConfig, GANConfig, preset
 from lab.errors import ConfigError
 from lab.experiments_ecgan import table
 from lab.train.common import autocast
+from nets import same, snapshot  # tests/ is on sys.path
 
 CPU = torch.device("cpu")
 AMP = autocast(CPU, "fp32")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest)
 
 
 def tiny(**kw):
@@ -26,14 +22,6 @@ def tiny(**kw):
     base = dict(method="ecgan-biggan", classifier_width=2, batch_size=16, fraction=0.02, steps=4, log_every=1,
                 eval_every=100, ckpt_every=4, device="cpu")
     return preset("digits-ecgan-smoke").replace(**{**base, **kw})
-
-
-def _params(m):
-    return [p.detach().clone() for p in m.parameters()]
-
-
-def _same(a, b):
-    return all(torch.equal(x, y) for x, y in zip(a, b))
 
 
 def test_biggan_config_takes_architecture_and_optimiser_from_the_preset():
@@ -60,26 +48,26 @@ def test_each_phase_changes_only_its_own_network(digits_train):
     gen = torch.Generator().manual_seed(0)
     sampler_d = ec.EpochSampler(32, 8, torch.Generator().manual_seed(1))
 
-    g0, d0, c0 = _params(m["G"]), _params(m["D"]), _params(m["C"])
+    g0, d0, c0 = snapshot(m["G"]), snapshot(m["D"]), snapshot(m["C"])
     # D steps change D only; the G step changes G only.
     out = ec.biggan_phases(m, m, {"D": opts["D"], "G": torch.optim.SGD(m["G"].parameters(), lr=0.0)}, big, images,
                            labels, sampler_d, gen, AMP, torch.contiguous_format)
-    assert not _same(_params(m["D"]), d0) and _same(_params(m["G"]), g0) and _same(_params(m["C"]), c0)
-    d0 = _params(m["D"])
+    assert not same(snapshot(m["D"]), d0) and same(snapshot(m["G"]), g0) and same(snapshot(m["C"]), c0)
+    d0 = snapshot(m["D"])
     out = ec.biggan_phases(m, m, {"D": torch.optim.SGD(m["D"].parameters(), lr=0.0), "G": opts["G"]}, big, images,
                            labels, sampler_d, gen, AMP, torch.contiguous_format)
-    assert not _same(_params(m["G"]), g0) and _same(_params(m["D"]), d0) and _same(_params(m["C"]), c0)
+    assert not same(snapshot(m["G"]), g0) and same(snapshot(m["D"]), d0) and same(snapshot(m["C"]), c0)
     assert out["x_fake"].shape == (8, 3, 32, 32) and out["y_fake"].shape == (8,)
 
     # The C step changes C only, and its loss never reaches G (the fakes are detached).
-    g0 = _params(m["G"])
+    g0 = snapshot(m["G"])
     for p in m["G"].parameters():
         p.grad = None
     x, y = ec.to_float(images[:8]), labels[:8]
     with torch.no_grad():  # train mode, as in the C step (batch statistics)
         want = ec.accept(m["C"](out["x_fake"]).softmax(1), out["y_fake"], 0.0).float().mean().item()
     res = ec.c_phase(m["C"], opts["C"], x, y, out["x_fake"], 0.1, 0.0, 1, AMP, y_fake=out["y_fake"])
-    assert not _same(_params(m["C"]), c0) and _same(_params(m["G"]), g0) and _same(_params(m["D"]), d0)
+    assert not same(snapshot(m["C"]), c0) and same(snapshot(m["G"]), g0) and same(snapshot(m["D"]), d0)
     assert all(p.grad is None for p in m["G"].parameters())
     # "kept" is the fraction Algorithm 1 accepts (C's argmax is the conditioning class), not C's confidence
     assert res["kept"].item() == pytest.approx(want)
