@@ -59,3 +59,13 @@ def filtered_pseudo_label_loss(logits_real, y_real, logits_fake, y_fake, lam: fl
     ce = F.cross_entropy(logits_fake, y_fake, reduction="none")
     fake = (ce * keep).sum() / keep.sum().clamp(min=1)
     return real + lam * fake
+
+
+def shared_d_loss(rf_real, cls_real, y, rf_fake, lam: float) -> torch.Tensor:
+    """EC-GAN eq. 2 (the shared-discriminator baseline, after Salimans et al. 2016):
+    λ·[BCE(D_d(x), 1) + BCE(D_d(G(z)), 0)] + CE(D_c(x), y); `rf_fake` None: the CE term alone."""
+    ce = F.cross_entropy(cls_real, y)
+    if rf_fake is None:
+        return ce
+    l_real, l_fake = d_bce(rf_real, rf_fake)
+    return lam * (l_real + l_fake) + ce

@@ -8,9 +8,11 @@ import pytest
 import torch
 
 import lab.train.ecgan as ec
+import lab.train.ecgan_phases as phases
 from lab.config import PRESETS, ECGANConfig, preset
 from lab.data import subset, to_float
 from lab.errors import ConfigError, DivergenceError
+from lab.losses import shared_d_loss
 from lab.experiments_ecgan import PAPER_TABLE1, ecgan_run, results, table
 from lab.models import (
     ClassHead, DCGANDiscriminator, DCGANGenerator, SharedDCGANDiscriminator, SharedResNetDiscriminator, param_count,
@@ -86,8 +88,8 @@ def test_shared_loss_matches_its_formula():
     ce = -np.mean(np.log((p / p.sum(1, keepdims=True))[np.arange(5), y]))
     t = torch.tensor
     for lam in (0.1, 1.0):
-        assert ec.shared_d_loss(t(rf_r), t(cls), t(y), t(rf_f), lam).item() == pytest.approx(lam * bce + ce, rel=1e-9)
-    assert ec.shared_d_loss(t(rf_r), t(cls), t(y), None, 0.1).item() == pytest.approx(ce, rel=1e-9)
+        assert shared_d_loss(t(rf_r), t(cls), t(y), t(rf_f), lam).item() == pytest.approx(lam * bce + ce, rel=1e-9)
+    assert shared_d_loss(t(rf_r), t(cls), t(y), None, 0.1).item() == pytest.approx(ce, rel=1e-9)
 
 
 # --- Phases -------------------------------------------------------------------------------
@@ -289,7 +291,7 @@ def test_real_images_reach_d_and_c_in_the_configured_range(tmp_path, digits_trai
     cfg = tiny(steps=1, real_range=real_range)
     ec.train_ecgan(cfg, ec.labelled_subset(cfg, digits_train), tmp_path / "r")
     lo = 0.0 if real_range == "[0,1]" else -1.0
-    (c_real, c_fake, *c_test), (d_real, d_fake, d_g) = seen["C"], seen["D"]  # C: real, fake, then the test split
+    (c_real, c_fake, *c_test), (d_real, d_fake, _) = seen["C"], seen["D"]  # C: real, fake, then the test split
     assert c_real[1:] == (lo, 1.0) and d_real[1:] == (lo, 1.0)  # digits span black to white
     assert c_fake[1] < 0 and d_fake[1] < 0  # G's tanh output is in [-1, 1] either way (as in the notebook)
     assert sum(n for n, _, _ in c_test) == 1000 and min(m for _, m, _ in c_test) == lo
@@ -303,8 +305,8 @@ def test_resume_refuses_another_labelled_subset(tmp_path, digits_train):
 
 
 def test_nan_loss_stops_the_run_with_a_divergence_error(tmp_path, digits_train, monkeypatch):
-    real = ec.ecgan_classifier_loss
-    monkeypatch.setattr(ec, "ecgan_classifier_loss", lambda *a: real(*a) * float("nan"))
+    real = phases.ecgan_classifier_loss
+    monkeypatch.setattr(phases, "ecgan_classifier_loss", lambda *a: real(*a) * float("nan"))
     cfg = tiny(steps=2)
     with pytest.raises(DivergenceError, match="loss_c"):
         ec.train_ecgan(cfg, ec.labelled_subset(cfg, digits_train), tmp_path / "r")

@@ -7,7 +7,9 @@ import lab.train.ecgan as ec
 from lab.config import ECGANConfig, GANConfig, preset
 from lab.errors import ConfigError
 from lab.experiments_ecgan import table
-from lab.train.common import autocast
+from lab.data import to_float
+from lab.sampling import accept
+from lab.train.common import EpochSampler, autocast
 from nets import same, snapshot  # tests/ is on sys.path
 
 CPU = torch.device("cpu")
@@ -46,7 +48,7 @@ def test_each_phase_changes_only_its_own_network(digits_train):
     opts = {k: torch.optim.Adam(v.parameters(), lr=1e-2) for k, v in m.items()}
     images, labels = digits_train.images[:32], digits_train.targets[:32]
     gen = torch.Generator().manual_seed(0)
-    sampler_d = ec.EpochSampler(32, 8, torch.Generator().manual_seed(1))
+    sampler_d = EpochSampler(32, 8, torch.Generator().manual_seed(1))
 
     g0, d0, c0 = snapshot(m["G"]), snapshot(m["D"]), snapshot(m["C"])
     # D steps change D only; the G step changes G only.
@@ -63,9 +65,9 @@ def test_each_phase_changes_only_its_own_network(digits_train):
     g0 = snapshot(m["G"])
     for p in m["G"].parameters():
         p.grad = None
-    x, y = ec.to_float(images[:8]), labels[:8]
+    x, y = to_float(images[:8]), labels[:8]
     with torch.no_grad():  # train mode, as in the C step (batch statistics)
-        want = ec.accept(m["C"](out["x_fake"]).softmax(1), out["y_fake"], 0.0).float().mean().item()
+        want = accept(m["C"](out["x_fake"]).softmax(1), out["y_fake"], 0.0).float().mean().item()
     res = ec.c_phase(m["C"], opts["C"], x, y, out["x_fake"], 0.1, 0.0, 1, AMP, y_fake=out["y_fake"])
     assert not same(snapshot(m["C"]), c0) and same(snapshot(m["G"]), g0) and same(snapshot(m["D"]), d0)
     assert all(p.grad is None for p in m["G"].parameters())
