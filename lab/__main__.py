@@ -49,7 +49,7 @@ def _bench(args) -> None:
     if args.what == "metrics":
         print(_markdown(bench.bench_metrics(args.n, 200, args.device, args.weights, args.preset, args.gan_run)))
         return
-    known = bench.GAN_VARIANTS if args.what == "gan" else bench.STREAM_VARIANTS
+    known = bench.VARIANTS
     unknown = set(args.variants or []) - set(known)
     if unknown:
         raise LabError(f"Unknown variant(s) {sorted(unknown)}; choose from {list(known)}.")

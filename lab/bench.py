@@ -4,8 +4,8 @@ import tempfile
 from .config import preset
 from .train.gan import train_gan
 
-# name -> the runtime settings of one variant
-GAN_VARIANTS = {
+# name -> the runtime settings of one variant (of every benchmark)
+VARIANTS = {
     "fp32 eager": dict(precision="fp32", channels_last="off", compile=False),
     "bf16 + channels_last": dict(precision="bf16", channels_last="on", compile=False),
     "bf16 + channels_last + compile": dict(precision="bf16", channels_last="on", compile=True),
@@ -19,8 +19,8 @@ def bench_gan(preset_name: str, steps: int = 20, warmup: int = 5, device: str = 
     of `preset_name` in a throw-away run directory; the time is the loop's own logged sec_per_step.
     """
     rows = []
-    for name in variants or GAN_VARIANTS:
-        cfg = preset(preset_name).replace(device=device, **GAN_VARIANTS[name], **overrides)
+    for name in variants or VARIANTS:
+        cfg = preset(preset_name).replace(device=device, **VARIANTS[name], **overrides)
         cfg = cfg.replace(steps=warmup + steps, log_every=warmup, ckpt_every=10**9, grid_every=10**9)
         with tempfile.TemporaryDirectory() as d:
             stats = train_gan(cfg, d).stats()
@@ -50,15 +50,9 @@ def _device_name(device: str) -> str:
 
 
 # --- Algorithm 1's stream and the classifier trained on it ---------------------------------
-STREAM_VARIANTS = {
-    "fp32 eager": dict(precision="fp32", channels_last="off", compile=False),
-    "bf16 + channels_last": dict(precision="bf16", channels_last="on", compile=False),
-    "bf16 + channels_last + compile": dict(precision="bf16", channels_last="on", compile=True),
-}
-
-
-def _stream_models(gan_preset, classifier_preset, gan_run, filter_run, dev):
-    """Trained models from run directories when given, else freshly initialised ones of the presets."""
+def _stream_models(gan_preset, classifier_preset, gan_run, filter_run, dev, variant: dict):
+    """Trained models from run directories when given, else freshly initialised ones of the presets;
+    in channels_last and compiled as the variant says."""
     import torch
 
     from .models import ResNet18, build_gan
@@ -72,6 +66,10 @@ def _stream_models(gan_preset, classifier_preset, gan_run, filter_run, dev):
     else:
         c = preset(classifier_preset)
         clf = ResNet18(c.num_classes, c.width).to(dev).eval()
+    if variant["channels_last"] == "on":
+        G, clf = G.to(memory_format=torch.channels_last), clf.to(memory_format=torch.channels_last)
+    if variant["compile"]:
+        G, clf = torch.compile(G), torch.compile(clf)  # attribute reads (z_dim, ...) pass through
     return G, clf
 
 
@@ -93,8 +91,6 @@ def bench_sampler(gan_preset="digits-smoke", classifier_preset="classifier-digit
     """
     import time
 
-    import torch
-
     from .sampling import FilteredSampler
     from .train.common import resolve_device
 
@@ -102,13 +98,9 @@ def bench_sampler(gan_preset="digits-smoke", classifier_preset="classifier-digit
     trained = bool(gan_run and filter_run)
     t = threshold if trained else None
     rows = []
-    for name in variants or STREAM_VARIANTS:
-        v = STREAM_VARIANTS[name]
-        G, clf = _stream_models(gan_preset, classifier_preset, gan_run, filter_run, dev)
-        if v["channels_last"] == "on":
-            G, clf = G.to(memory_format=torch.channels_last), clf.to(memory_format=torch.channels_last)
-        if v["compile"]:
-            G, clf = torch.compile(G), torch.compile(clf)  # attribute reads (z_dim, ...) pass through
+    for name in variants or VARIANTS:
+        v = VARIANTS[name]
+        G, clf = _stream_models(gan_preset, classifier_preset, gan_run, filter_run, dev, v)
         s = FilteredSampler([G], clf, t, batch_size, draw_batch=draw_batch or 8 * batch_size, seed=0, device=dev,
                             autocast=v["precision"] == "bf16")
         for _ in range(warmup):
@@ -144,12 +136,12 @@ def bench_classifier(gan_preset="digits-smoke", classifier_preset="classifier-di
     trained = bool(gan_run and filter_run)
     t = threshold if trained else None
     rows = []
-    for name in variants or STREAM_VARIANTS:
-        v = STREAM_VARIANTS[name]
+    for name in variants or VARIANTS:
+        v = VARIANTS[name]
         cfg = preset(classifier_preset).replace(
             source="gan", gans=("bench",), threshold=t, filter="bench", augment=False, device=str(dev),
             steps=warmup + steps, log_every=warmup, eval_every=10**9, ckpt_every=10**9, **v, **overrides)
-        G, clf = _stream_models(gan_preset, classifier_preset, gan_run, filter_run, dev)
+        G, clf = _stream_models(gan_preset, classifier_preset, gan_run, filter_run, dev, v)  # the stream's models too
         stream = FilteredSampler([G], clf, t, cfg.batch_size, draw_batch=8 * cfg.batch_size, seed=0, device=dev,
                                  autocast=v["precision"] == "bf16")
         with tempfile.TemporaryDirectory() as d:
