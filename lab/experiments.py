@@ -159,6 +159,17 @@ def classifier_results(root=None, dataset: str = None) -> list:
     return rows
 
 
+def of_gan_set(results, gan_runs: list, filter_run: Run = None):
+    """Rows of `results` (a DataFrame of `classifier_results`) trained on the stream of exactly the GANs of
+    `gan_runs` (and, if given, filtered by `filter_run`): another GAN's classifiers in the same run store
+    (a concat GAN, another seed) never mix into this GAN's numbers."""
+    names = tuple(sorted(r.path.name for r in gan_runs))
+    hit = (results["source"] == "gan") & results["gan_names"].map(lambda n: n == names)
+    if filter_run is not None:
+        hit &= results["filter"] == filter_run.path.name
+    return results[hit]
+
+
 def at_threshold(results, threshold):
     """Rows of `results` whose Algorithm-1 threshold is `threshold` (None selects the unfiltered runs)."""
     return results[results["threshold"].isna()] if threshold is None else results[results["threshold"] == threshold]

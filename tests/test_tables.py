@@ -76,3 +76,15 @@ def test_export_writes_markdown_and_latex(tmp_path):
     assert "| cifar10 | add | 1 GAN | 16.42 | not computed |" in lines[2]
     latex = tex.read_text()
     assert latex.startswith("\\begin{tabular}") and "\\toprule" in latex and "11.75 ± 0.23" in latex
+
+
+def test_of_gan_set_keeps_only_that_sets_classifiers(tmp_path):
+    _store(tmp_path)
+    results = pd.DataFrame(ex.classifier_results(tmp_path))
+    a, b = Run(tmp_path / "gan" / "c10-a"), Run(tmp_path / "gan" / "c10-b")
+    one = ex.of_gan_set(results, [a])
+    assert sorted(one["error"]) == [11.0, 12.0, 20.0]  # not the 2-GAN set's, not the CIFAR-100 GAN's
+    assert list(ex.of_gan_set(results, [b, a])["error"]) == [10.0]  # order of the set does not matter
+    assert len(ex.of_gan_set(results, [a], Run(tmp_path / "classifier" / "f"))) == 3
+    assert len(ex.of_gan_set(results, [a], Run(tmp_path / "classifier" / "another-filter"))) == 0
+    assert len(ex.of_gan_set(results, [b])) == 0
