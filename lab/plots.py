@@ -254,6 +254,7 @@ def metric_scatter(sets, correlations, metrics=("IS", "FID", "feature FD", "CAS"
     """
     rho = {r["metric"]: r for r in correlations}
     fig, axes = plt.subplots(1, len(metrics), figsize=(PAGE_WIDTH_IN, 1.9), sharey=True)
+    sc = None
     for ax, m in zip(axes, metrics):
         d = sets[["error", m, "GANs"]].dropna() if m in sets else sets.iloc[0:0]
         if len(d):
@@ -261,11 +262,11 @@ def metric_scatter(sets, correlations, metrics=("IS", "FID", "feature FD", "CAS"
         else:
             ax.text(0.5, 0.5, "not computed", ha="center", va="center", fontsize=7, transform=ax.transAxes)
         r = rho.get(m, {})
-        ax.set_title(f"{m}: ρ = {r.get('spearman rho')} (n = {r.get('GAN sets', 0)})", fontsize=7)
+        ax.set_title(f"{m}: ρ = {r.get('spearman rho')} (n = {r.get('GAN sets', 0)}, p = {r.get('p')})", fontsize=7)
         ax.set_xlabel(m, fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("error (%)")
-    if len(sets) and sets["error"].notna().any():
+    if sc is not None:
         fig.colorbar(sc, ax=axes, label="GANs", shrink=0.8)
     return fig
 

@@ -88,3 +88,26 @@ def test_of_gan_set_keeps_only_that_sets_classifiers(tmp_path):
     assert len(ex.of_gan_set(results, [a], Run(tmp_path / "classifier" / "f"))) == 3
     assert len(ex.of_gan_set(results, [a], Run(tmp_path / "classifier" / "another-filter"))) == 0
     assert len(ex.of_gan_set(results, [b])) == 0
+
+
+def test_correlation_p_values_are_exact_for_few_sets():
+    """Perfect rank order of n sets: exactly 2 of the n! pairings are as extreme, so p = 2 / n!."""
+    import itertools
+    import math
+
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    for n in (3, 4, 5):
+        err = np.arange(n, dtype=float)
+        sets = pd.DataFrame({"error": err, "CAS": 100 - 3 * err, "feature FD": err ** 2})
+        corr = {r["metric"]: r for r in ex.correlations(sets)}
+        assert corr["CAS"]["spearman rho"] == -1.0 and corr["feature FD"]["spearman rho"] == 1.0
+        assert corr["CAS"]["p"] == float(f"{2 / math.factorial(n):.3g}") and corr["IS"]["GAN sets"] == 0
+    # an imperfect order against brute-force enumeration of every pairing
+    err, fd = np.array([3.0, 1.0, 4.0, 1.5, 5.0, 9.0]), np.array([2.0, 7.0, 1.0, 8.0, 2.5, 8.5])
+    rho = spearmanr(err, fd).statistic
+    perms = [spearmanr(err, np.array(q)).statistic for q in itertools.permutations(fd)]
+    want = np.mean([abs(r) >= abs(rho) - 1e-12 for r in perms])
+    got = ex.correlations(pd.DataFrame({"error": err, "feature FD": fd}))
+    assert {r["metric"]: r for r in got}["feature FD"]["p"] == float(f"{want:.3g}")
