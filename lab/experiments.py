@@ -7,7 +7,7 @@ from pathlib import Path
 from .config import ClassifierConfig, classifier_preset, gan_preset, preset
 from .data import load_dataset, subset
 from .models import build_gan, param_count, size_mb
-from .runs import Run, find_runs, get_or_train
+from .runs import Run, finished_runs, get_or_train
 
 # Pham et al. 2019, Table I, "Size (MB)" of one generator.
 PAPER_GENERATOR_MB = {"cifar10-paper": 16.6, "cifar100-paper": 17.7, "cifar100-concat-paper": 18.8}
@@ -140,13 +140,7 @@ def gan_run(profile: str, dataset: str = None, block: str = "add", seed: int = 0
 def classifier_results(root=None, dataset: str = None) -> list:
     """One row per finished classifier run: source, size or threshold, steps, epochs, seed, error."""
     rows, n_train = [], {}
-    for run in find_runs("classifier", root):
-        done = run.done()
-        if done is None:
-            continue
-        cfg = run.config(ClassifierConfig)
-        if dataset and cfg.dataset != dataset:
-            continue
+    for run, cfg, done in finished_runs(ClassifierConfig, root, dataset):
         if cfg.source == "real" and cfg.dataset not in n_train:
             n_train[cfg.dataset] = len(load_dataset(cfg.dataset, "train", cfg.data_root))
         n = (cfg.subset or n_train[cfg.dataset]) if cfg.source == "real" else None

@@ -2,7 +2,7 @@
 from .config import ECGANConfig, preset
 from .experiments import format_pm
 from .data import load_dataset
-from .runs import Run, find_runs, get_or_train
+from .runs import Run, finished_runs, get_or_train
 
 # Haque 2021 (arXiv 2012.15864), Table 1: SVHN test accuracy (%) by labelled fraction of the train split.
 # Three pairs of columns, each a plain classifier of an architecture vs. the GAN method built on it.
@@ -68,13 +68,7 @@ def ecgan_run(cfg: ECGANConfig, root=None, on_step=None) -> Run:
 def results(root=None, dataset: str = None) -> list:
     """One row per finished EC-GAN-family run: method, fraction, λ, t, seed, final and best test accuracy, ..."""
     rows = []
-    for run in find_runs(ECGANConfig.KIND, root):
-        done = run.done()
-        if done is None:
-            continue
-        cfg = run.config(ECGANConfig)
-        if dataset and cfg.dataset != dataset:
-            continue
+    for run, cfg, done in finished_runs(ECGANConfig, root, dataset):
         rows.append({
             "run": run.path.name, "dataset": cfg.dataset, "method": cfg.method, "fraction": cfg.fraction,
             "n_labelled": done["n_labelled"], "lam": cfg.lam, "threshold": cfg.threshold,

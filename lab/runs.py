@@ -204,3 +204,15 @@ def find_runs(kind: str, root=None) -> list:
     if not base.exists():
         return []
     return [Run(p) for p in sorted(base.iterdir()) if (p / CONFIG).exists()]
+
+
+def finished_runs(cls, root=None, dataset: str = None):
+    """(run, config, done) of every finished run of config class `cls` under `root`, optionally of one dataset."""
+    for run in find_runs(cls.KIND, root):
+        done = run.done()
+        if done is None:
+            continue
+        cfg = run.config(cls)
+        if dataset and cfg.dataset != dataset:
+            continue
+        yield run, cfg, done

@@ -132,12 +132,7 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
         s = run.load_checkpoint()
         if s.get("labelled") != fp:
             raise ConfigError(f"{run.path} was trained on another labelled subset; pass labelled_subset(config).")
-        try:
-            for k, m in models.items():
-                m.load_state_dict(s["models"][k])
-        except (RuntimeError, KeyError) as e:
-            why = str(e).splitlines()[0]
-            raise CheckpointError(f"{run.checkpoint_path} holds another architecture ({why}).") from None
+        _load_states(models, s["models"], f"{run.checkpoint_path} holds another architecture")
         for k, o in opts.items():
             o.load_state_dict(s["opts"][k])
         gen_data.set_state(s["gen_data"])
@@ -250,6 +245,15 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
     return run
 
 
+def _load_states(models: dict, states: dict, problem: str) -> None:
+    """Load each role's state dict; a missing role or a shape mismatch is one CheckpointError: `problem (why)`."""
+    try:
+        for k, m in models.items():
+            m.load_state_dict(states[k])
+    except (RuntimeError, KeyError) as e:
+        raise CheckpointError(f"{problem} ({str(e).splitlines()[0]}).") from None
+
+
 @torch.no_grad()
 def save_grid(G, z, path, y=None) -> None:
     """A grid of G(z) (or G(z, y)), 8 per row, with batch statistics (as the classifier sees fakes), from a
@@ -266,12 +270,6 @@ def load_ecgan(run_dir, device="cpu") -> tuple[dict, nn.Module]:
     run = Run(run_dir)
     cfg = run.config(ECGANConfig)
     models = build_models(cfg)
-    state = run.load_checkpoint()
-    try:
-        for k, m in models.items():
-            m.load_state_dict(state["models"][k])
-    except (RuntimeError, KeyError) as e:
-        why = str(e).splitlines()[0]
-        raise CheckpointError(f"{run.checkpoint_path} does not match its config.json ({why}).") from None
+    _load_states(models, run.load_checkpoint()["models"], f"{run.checkpoint_path} does not match its config.json")
     models = {k: m.to(device).eval().requires_grad_(False) for k, m in models.items()}
     return models, classifier_of(cfg, models).eval()
