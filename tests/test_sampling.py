@@ -158,6 +158,52 @@ def test_sampler_keeps_exactly_the_accepted_draws(draw_batch, buffer):
         assert s.overflow > 0 and max(s.buffered) <= buffer
 
 
+@pytest.mark.parametrize("buffer", [None, 3])
+def test_unbalanced_stream_is_algorithm_1_as_written(buffer):
+    """balanced=False: labels ~ U(0, C), every accepted draw yielded in the order drawn (nothing else), so the
+    classes come in proportion to their acceptance rates; a never-accepted class simply never appears."""
+    G, t, B = StubG(), 0.5, 10
+    s = FilteredSampler([G], StubClassifier(reject=(2,)), t, B, balanced=False, seed=5, buffer_per_class=buffer)
+    batches = take(s, 30)
+    made = torch.cat(G.made)
+    y_all = label_of(made)
+    pred, q = truth(made, reject=(2,))
+    ok = (pred == y_all) & (q > t)
+    assert torch.equal(s.stats.drawn, torch.bincount(y_all, minlength=C))
+    assert torch.equal(s.stats.accepted, torch.bincount(y_all[ok], minlength=C))
+    drawn = s.stats.drawn.double()
+    assert (drawn / drawn.sum() - 0.25).abs().max() < 0.06  # uniform labels (about 500 draws)
+    yielded = [k for x, y in batches for k in key(x)]
+    assert all(torch.equal(y, label_of(x)) and len(y) == B for x, y in batches)
+    accepted_in_order = key(made[ok])
+    if buffer is None:  # every accepted sample, in the order it was drawn (each batch is shuffled)
+        assert sorted(yielded) == sorted(accepted_in_order[: len(yielded)]) and s.overflow == 0
+        firsts = set(key(batches[0][0]))
+        assert firsts == set(accepted_in_order[:B])
+    else:
+        assert set(yielded) <= set(accepted_in_order) and s.overflow > 0
+    ys = torch.cat([y for _, y in batches])
+    counts = torch.bincount(ys, minlength=C)
+    assert counts[2] == 0 and counts.sum() == 30 * B
+    rate = s.stats.acceptance_rate()
+    share = counts.double() / counts.sum()
+    assert (share - rate / rate.sum()).abs().max() < 0.08  # classes in proportion to acceptance
+
+
+def test_unbalanced_stream_resumes_exactly_and_raises_when_nothing_passes():
+    make = lambda: FilteredSampler([StubG(k) for k in range(2)], StubClassifier(), 0.5, 10, seed=1, balanced=False)
+    s = make()
+    take(s, 3)
+    t = make()
+    t.load_state_dict(s.state_dict())
+    for (xa, ya), (xb, yb) in zip(take(s, 4), take(t, 4)):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    dead = FilteredSampler(StubG(), StubClassifier(reject=(0, 1, 2, 3)), 0.3, 8, max_draws_per_class=40,
+                           balanced=False)
+    with pytest.raises(LabError, match="No class got an accepted sample"):
+        take(dead, 5)
+
+
 def test_sampler_extra_slots_rotate():
     s = FilteredSampler(StubG(), None, None, 10, seed=0)  # 10 = 2 * 4 + 2: two extra slots per batch
     totals = sum(torch.bincount(y, minlength=C) for _, y in take(s, 6))
@@ -176,11 +222,33 @@ def test_unfiltered_accepts_everything_without_the_classifier(threshold):
 
 
 def test_rejected_class_raises_instead_of_hanging():
-    s = FilteredSampler(StubG(), StubClassifier(reject=(2,)), 0.3, 8, max_draws_per_class=300, class_names=NAMES)
+    s = FilteredSampler(StubG(), StubClassifier(reject=(2,)), 0.3, 8, max_draws_per_class=300, class_names=NAMES,
+                        starved="raise")
     with pytest.raises(LabError, match=r"Class 2 \(two\).*0\.00%"):
         take(s, 100)
     assert s.stats.drawn[2] >= 300 and s.stats.accepted[2] == 0
     assert (s.stats.accepted[[0, 1, 3]] > 0).all()
+
+
+def test_a_starved_class_is_dropped_with_a_warning_and_the_rest_stay_balanced():
+    s = FilteredSampler(StubG(), StubClassifier(reject=(2,)), 0.3, 9, max_draws_per_class=300, class_names=NAMES)
+    with pytest.warns(UserWarning, match=r"Class 2 \(two\) got no accepted sample.*dropped"):
+        batches = take(s, 40)
+    assert s.starved_classes == [2]
+    late = torch.cat([y for _, y in batches[-30:]])
+    counts = torch.bincount(late, minlength=4)
+    assert counts[2] == 0 and counts[[0, 1, 3]].tolist() == [90, 90, 90]  # 9 per batch over 3 classes
+    assert all(len(y) == 9 for _, y in batches)
+    # The starved set is part of the stream's state: a resumed stream keeps the class out.
+    t = FilteredSampler(StubG(), StubClassifier(reject=(2,)), 0.3, 9, max_draws_per_class=300)
+    t.load_state_dict(s.state_dict())
+    assert t.starved_classes == [2] and torch.equal(next(t)[1], next(s)[1])
+
+
+def test_every_class_starved_raises():
+    s = FilteredSampler(StubG(), StubClassifier(reject=(0, 1, 2, 3)), 0.3, 8, max_draws_per_class=50)
+    with pytest.raises(LabError, match="got no accepted sample"), pytest.warns(UserWarning):
+        take(s, 50)
 
 
 @pytest.mark.parametrize("n_gens", [1, 3])
