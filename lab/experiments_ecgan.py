@@ -29,13 +29,12 @@ COLUMNS = {
 }
 FRACTIONS = tuple(PAPER_TABLE1)
 METHODS = ("classifier", "ecgan", "classifier-dcgan", "shared-dcgan", "shared-resnet", "ecgan-biggan")
-# A notebook's PROFILE -> the EC-GAN preset ("paper" is SVHN, as the paper; "official" the notebook's settings).
-PROFILE_PRESET = {"smoke": "digits-ecgan-smoke", "paper": "svhn-ecgan-paper", "official": "svhn-ecgan-official"}
-
-
 def ecgan_config(profile: str = "paper", data_root: str = "data", **changes) -> ECGANConfig:
-    """The profile's EC-GAN preset with `changes` (method, fraction, seed, ...), reading data from `data_root`."""
-    return preset(PROFILE_PRESET.get(profile, profile)).replace(data_root=data_root, **changes)
+    """The profile's EC-GAN preset with `changes` (method, fraction, seed, ...), reading data from `data_root`
+    ("paper": SVHN as the paper; "official": the official notebook's settings; "study": Fashion-MNIST)."""
+    from .profiles import preset_for
+
+    return preset_for("ecgan", profile).replace(data_root=data_root, **changes)
 
 
 def grid(base: ECGANConfig, fractions=FRACTIONS, methods=METHODS, seeds=(0,)) -> list:
@@ -65,10 +64,17 @@ def ecgan_run(cfg: ECGANConfig, root=None, on_step=None) -> Run:
 
 
 # --- Tables -------------------------------------------------------------------------------
-def results(root=None, dataset: str = None) -> list:
-    """One row per finished EC-GAN-family run: method, fraction, λ, t, seed, final and best test accuracy, ..."""
+def results(root=None, dataset: str = None, runs=None) -> list:
+    """One row per finished EC-GAN-family run: method, fraction, λ, t, seed, final and best test accuracy, ...
+
+    Args:
+        runs: only these runs (e.g. the values of a notebook's grid), else every run under `root`.
+    """
     rows = []
+    keep = None if runs is None else {Run(r.path if hasattr(r, "path") else r).path.name for r in runs}
     for run, cfg, done in finished_runs(ECGANConfig, root, dataset):
+        if keep is not None and run.path.name not in keep:
+            continue
         rows.append({
             "run": run.path.name, "dataset": cfg.dataset, "method": cfg.method, "fraction": cfg.fraction,
             "n_labelled": done["n_labelled"], "lam": cfg.lam, "threshold": cfg.threshold,

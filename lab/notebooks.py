@@ -1,4 +1,5 @@
 """Execute the numbered notebooks headless (papermill), as `make demo` and the tests do."""
+import json
 import time
 from pathlib import Path
 
@@ -33,13 +34,29 @@ def demo_parameters(out_dir, profile: str = "smoke") -> dict:
 
 
 def run_all(out_dir="runs/demo", profile: str = "smoke", only=None) -> list:
-    """Execute every notebook (or those whose name starts with one of `only`) in order."""
+    """Execute every notebook (or those whose name starts with one of `only`) in order; print a table of
+    their wall times at the end and keep it in `<out_dir>/timings.json` (one entry per notebook, the
+    latest execution of each)."""
     params = demo_parameters(out_dir, profile)
-    done = []
+    log = Path(out_dir) / "timings.json"
+    timings = json.loads(log.read_text()) if log.exists() else {}
+    done, times = [], {}
     for nb in notebooks():
         if only and not any(nb.name.startswith(o) for o in only):
             continue
         t0 = time.perf_counter()
         done.append(execute(nb, out_dir, params))
-        print(f"{nb.name}: executed in {time.perf_counter() - t0:.1f} s -> {done[-1]}", flush=True)
+        times[nb.name] = time.perf_counter() - t0
+        print(f"{nb.name}: executed in {times[nb.name]:.1f} s -> {done[-1]}", flush=True)
+        timings[nb.name] = {"seconds": round(times[nb.name], 1), "profile": profile,
+                            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        log.write_text(json.dumps(timings, indent=1) + "\n")
+    print(timing_table(times), flush=True)
     return done
+
+
+def timing_table(times: dict) -> str:
+    """A markdown table of {notebook: seconds}, with the total."""
+    rows = [f"| {name} | {sec:.0f} s |" for name, sec in times.items()]
+    total = sum(times.values())
+    return "\n".join(["| notebook | wall time |", "|---|---|", *rows, f"| **total** | **{total:.0f} s ({total / 60:.1f} min)** |"])

@@ -24,7 +24,8 @@ def _store(root):
         run.mark_done({"step": cfg.steps, "error": err})
     (root / "metrics").mkdir()
     (root / "metrics" / "1gan-x.json").write_text(json.dumps(
-        {"gans": ["c10-a"], "G_MiB": 16.42, "feature_fd": 5.0, "IS": None, "IS_std": None, "FID": None}))
+        {"gans": ["c10-a"], "filter": "f", "n": 1000, "G_MiB": 16.42, "feature_fd": 5.0, "IS": None, "IS_std": None,
+         "FID": None}))
 
 
 def _real():
@@ -40,7 +41,7 @@ def test_table_i_rows_columns_and_paper_values(tmp_path):
     results = pd.DataFrame(ex.classifier_results(tmp_path))
     t = ex.table_i(results, tmp_path, threshold=0.9, real=_real())
     assert list(t.columns) == ["dataset", "block", "rows", "size (MiB)", "IS", "FID", "feature FD", "error (%)",
-                               "paper size (MB)", "paper IS", "paper FID", "paper error (%)"]
+                               "paper size (MB)", "paper IS", "paper FID", "paper error (%)", "paper dataset"]
     assert list(zip(t["dataset"], t["block"], t["rows"])) == [
         ("cifar10", "add", "1 GAN"), ("cifar10", "add", "2 GANs"), ("cifar100", "concat", "1 GAN"),
         ("cifar10", "real", "50,000 real, same #steps"), ("cifar10", "real", "10,000 real, same #steps"),
@@ -65,6 +66,23 @@ def test_gan_set_rows_give_the_cas_and_correlations_need_three_sets(tmp_path):
     assert one["CAS"] == 80.0 and one["error"] == 11.5 and one["error_runs"] == 2
     corr = {r["metric"]: r for r in ex.correlations(sets)}
     assert corr["CAS"]["GAN sets"] == 1 and corr["CAS"]["spearman rho"] is None  # too few sets for a rank correlation
+
+
+def test_metrics_records_of_one_set_are_told_apart_by_filter_and_size(tmp_path):
+    """Records of the same GAN set with another filter or n do not overwrite each other: each classifier
+    row takes the record of its own filter, the one of the most samples."""
+    _store(tmp_path)
+    for name, filt, n, fd in (("y", "f", 5000, 3.0), ("z", "another-filter", 9000, 7.0), ("w", "f", 200, 9.0)):
+        (tmp_path / "metrics" / f"1gan-{name}.json").write_text(json.dumps(
+            {"gans": ["c10-a"], "filter": filt, "n": n, "G_MiB": 16.42, "feature_fd": fd, "IS": None, "FID": None}))
+    sets = ex.gan_set_rows(pd.DataFrame(ex.classifier_results(tmp_path)), tmp_path, threshold=0.9)
+    assert sets[sets["gan_names"] == ("c10-a",)].iloc[0]["feature FD"] == 3.0
+
+
+def test_paper_sizes_match_by_fraction_or_by_count():
+    assert ex.paper_size(800, 4000) == 10_000 and ex.paper_size(4000, 4000) == 50_000  # digits: fractions
+    assert ex.paper_size(10_000, 60_000) == 10_000 and ex.paper_size(50_000, 60_000) == 50_000  # Fashion: counts
+    assert ex.paper_size(60_000, 60_000) == 50_000 and ex.paper_size(7_000, 60_000) is None
 
 
 def test_export_writes_markdown_and_latex(tmp_path):

@@ -24,7 +24,7 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
 
 
 @torch.no_grad()
-def evaluate(model, dataset: ImageDataset, batch_size: int = 1000, device=None) -> dict:
+def evaluate(model, dataset: ImageDataset, batch_size: int = 500, device=None) -> dict:
     """Error (%) and per-class accuracy (%) of `model` on `dataset`, BatchNorm in eval mode."""
     dev = device or next(model.parameters()).device
     was_training = model.training
@@ -119,7 +119,7 @@ def train_classifier(config: ClassifierConfig, data_source, run_dir, on_step=Non
         step = s["step"]
     run.truncate_stats(step)
 
-    last_ckpt, t_last, steps_timed = step, time.perf_counter(), 0
+    last_ckpt, t_last, steps_timed, last_eval = step, time.perf_counter(), 0, None
     bar = tqdm(total=cfg.steps, initial=step, desc=f"classifier {run.path.name}", mininterval=1.0)
     model.train()
     while step < cfg.steps:
@@ -144,7 +144,8 @@ def train_classifier(config: ClassifierConfig, data_source, run_dir, on_step=Non
             now = time.perf_counter()
             stats["sec_per_step"], t_last, steps_timed = (now - t_last) / steps_timed, now, 0
             if evaluate_now:
-                stats["test_error"] = evaluate(model, test)["error"]
+                last_eval = (step, evaluate(model, test))
+                stats["test_error"] = last_eval[1]["error"]
                 t_last = time.perf_counter()  # evaluation time is not training time
             window.reset()
             run.log(stats)
@@ -164,8 +165,12 @@ def train_classifier(config: ClassifierConfig, data_source, run_dir, on_step=Non
     bar.close()
 
     if not run.is_done(cfg.steps):
-        final = evaluate(model, test)
-        run.mark_done({"step": step, **final, "params": sum(p.numel() for p in model.parameters())})
+        final = last_eval[1] if last_eval and last_eval[0] == step else evaluate(model, test)
+        stream = {"train_images": len(data_source)} if cfg.source == "real" else {}
+        if hasattr(data_source, "stats"):  # Algorithm 1's per-class counts over the whole run, starved classes
+            stream |= {"filter_stats": data_source.stats.to_rows(),
+                      "starved_classes": list(getattr(data_source, "starved_classes", []))}
+        run.mark_done({"step": step, **final, "params": sum(p.numel() for p in model.parameters()), **stream})
     return run
 
 

@@ -124,7 +124,7 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
     sampler_d = EpochSampler(len(images), cfg.batch_size, gen_d) if big is not None else None
     crop = augment_for(labelled.name) if cfg.augment else None
     per_epoch = len(images) // cfg.batch_size
-    total, eval_steps = total_steps(cfg, len(images)), cfg.eval_every * per_epoch
+    total, eval_steps = total_steps(cfg, len(images)), cfg.eval_every
     window, step, best = Window(), 0, {"accuracy": -1.0, "step": 0}
 
     # Resume: weights, optimisers, step, batch order, RNG states, log window, best accuracy so far.
@@ -202,7 +202,7 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
         steps_timed += 1
         window.add(**out)
 
-        # Log (the window's means: the loop's only host sync), and every eval_every epochs the full test split.
+        # Log (the window's means: the loop's only host sync), and every eval_every iterations the full test split.
         evaluate_now = step % eval_steps == 0 or step == total
         if step % cfg.log_every == 0 or evaluate_now:
             stats = {"step": step, "epoch": round(step / per_epoch, 4), **window.means()}

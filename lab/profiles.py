@@ -1,0 +1,81 @@
+"""What a notebook's PROFILE means: its datasets, its presets (`preset_for`) and the sizes of its grids.
+
+* smoke: the embedded digits, narrow models, a few hundred steps: every notebook in a minute or two on a CPU;
+  it checks that the pipeline runs, not what the papers claim.
+* study: Fashion-MNIST (60k/10k) at a scale that fits about 3 h of a 2-core CPU, with 3 classifier seeds
+  on every headline row and real FID: the protocols of both papers, run for a finding (RESULTS.md).
+* paper: the papers' own datasets, networks and lengths (CIFAR-10/100, SVHN) on a GPU.
+* official: notebook 07 only, EC-GAN with the settings of its official notebook (on SVHN).
+"""
+from dataclasses import dataclass
+
+from .config import preset
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    dataset: str  # the dataset of notebooks 00-06 when their DATASET is None
+    ecgan_dataset: str  # the dataset of notebook 07 (EC-GAN)
+    real_fractions: tuple  # real subsets, as fractions of the training split (the last is the whole split)
+    gan_counts: tuple  # sizes of the GAN sets mixed in notebook 06
+    classifier_seeds: tuple  # repeated classifier trainings of every headline row (its ± std)
+    sweep: tuple  # Algorithm 1 thresholds of notebook 04's sweep (None: the unfiltered stream)
+    n_metrics: int  # generated samples per GAN set for the classifier-feature metrics
+    n_fid: int  # generated samples per GAN set for FID (0: none; the Inception pass runs ~10 images/s on a CPU)
+    n_fid_reference: int  # real training images FID compares with (a seeded subset)
+    pool_per_class: int  # samples per class in notebook 03's cached pool
+    filter_steps: int | None  # steps of Algorithm 1's filter classifier (None: as long as the classifiers)
+    ecgan_fractions: tuple  # labelled fractions of EC-GAN's table
+    ecgan_seeds: tuple  # seeds of every EC-GAN run of the table
+    biggan_seeds: tuple  # seeds of the "EC-GAN, BigGAN + Alg. 1" column (its most expensive run)
+    lambda_sweep: tuple  # EC-GAN's λ sweep
+    t_sweep: tuple  # EC-GAN's threshold sweep
+
+
+_PAPER_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)  # 10k..50k of CIFAR's 50k
+PROFILES = {
+    "smoke": Profile("smoke", "digits", "digits", _PAPER_FRACTIONS, gan_counts=(1, 2), classifier_seeds=(0,),
+                     sweep=(None, 0.5, 0.9, 0.99), n_metrics=1000, n_fid=0, n_fid_reference=1000, pool_per_class=200, filter_steps=None,
+                     ecgan_fractions=(0.25,), ecgan_seeds=(0,), biggan_seeds=(0,), lambda_sweep=(0.0, 0.1, 0.5), t_sweep=(0.5, 0.7, 0.9)),
+    # 10k, 20k, ..., 60k of Fashion-MNIST's 60k training images.
+    "study": Profile("study", "fashion", "fashion", tuple(k / 6 for k in range(1, 7)), gan_counts=(1, 2, 4),
+                     classifier_seeds=(0, 1, 2), sweep=(None, 0.5, 0.9, 0.99), n_metrics=2000, n_fid=2000, n_fid_reference=2000,
+                     pool_per_class=500, filter_steps=4000, ecgan_fractions=(0.1, 0.2, 0.3), ecgan_seeds=(0, 1, 2),
+                     biggan_seeds=(0,),
+                     lambda_sweep=(0.0, 0.1, 0.5), t_sweep=(0.5, 0.7, 0.9)),
+    "paper": Profile("paper", "cifar10", "svhn", _PAPER_FRACTIONS, gan_counts=(1, 2, 4, 6), classifier_seeds=(0, 1, 2),
+                     sweep=(None, 0.5, 0.9, 0.99), n_metrics=50_000, n_fid=50_000, n_fid_reference=50_000, pool_per_class=1000,
+                     filter_steps=None,
+                     ecgan_fractions=(0.1, 0.15, 0.2, 0.25, 0.3), ecgan_seeds=(0, 1, 2), biggan_seeds=(0, 1, 2),
+                     lambda_sweep=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9), t_sweep=(0.5, 0.7, 0.9)),
+}
+PROFILES["official"] = Profile(**{**PROFILES["paper"].__dict__, "name": "official"})
+
+
+def get(profile: str) -> Profile:
+    """The named profile."""
+    if profile not in PROFILES:
+        raise ConfigError(f"Unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}.")
+    return PROFILES[profile]
+
+
+def preset_for(kind: str, profile: str, dataset: str = None, block: str = "add"):
+    """The preset config of a notebook's parameters.
+
+    Args:
+        kind: "gan", "classifier" or "ecgan".
+        profile: a profile name ("official" names the EC-GAN preset of the official notebook).
+        dataset: None for the profile's dataset (its EC-GAN dataset for kind "ecgan").
+        block: the GAN's residual block, "add" or "concat".
+    Examples: ("gan", "study", None, "concat") -> fashion-concat-study; ("ecgan", "paper") -> svhn-ecgan-paper.
+    """
+    p = get(profile)
+    if kind == "gan":
+        return preset(f"{dataset or p.dataset}-{'concat-' if block == 'concat' else ''}{profile}")
+    if kind == "classifier":
+        return preset(f"classifier-{dataset or p.dataset}-{profile}")
+    if kind == "ecgan":
+        return preset(f"{dataset or p.ecgan_dataset}-ecgan-{profile}")
+    raise ConfigError(f"Unknown run kind {kind!r}; choose gan, classifier or ecgan.")
