@@ -38,9 +38,11 @@ def _train_gan(args) -> None:
 
 def _markdown(rows: list) -> str:
     """A list of dicts as a markdown table (for BENCHMARKS.md)."""
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    return "\n".join(lines + ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows])
+    import pandas as pd
+
+    from .experiments import markdown_table
+
+    return markdown_table(pd.DataFrame(rows))
 
 
 def _bench(args) -> None:
@@ -71,7 +73,7 @@ def main(argv=None) -> int:
 
     demo = sub.add_parser("demo", help="execute every notebook headless with a profile")
     demo.add_argument("--out", default="runs/demo", help="folder for executed notebooks, figures and runs")
-    demo.add_argument("--profile", default="smoke", choices=("smoke", "paper"))
+    demo.add_argument("--profile", default="smoke", choices=("smoke", "study", "paper"))
     demo.add_argument("--only", nargs="*", help="notebook name prefixes to run, e.g. 00 01")
 
     tg = sub.add_parser("train-gan", help="finish, resume or start a GAN run")
@@ -97,6 +99,13 @@ def main(argv=None) -> int:
     bench.add_argument("--variants", nargs="*", help="subset of: 'fp32 eager', 'bf16 + channels_last', ...")
     bench.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="gan / classifier: override config fields")
 
+    res = sub.add_parser("results", help="write RESULTS.md and results/*.png from a study's run store")
+    res.add_argument("--runs", default="runs/study", help="the demo folder of the study (its runs/ and timings.json)")
+    res.add_argument("--profile", default="study", choices=("smoke", "study", "paper"))
+    res.add_argument("--out", default="RESULTS.md", help="the markdown file")
+    res.add_argument("--figures", default="results", help="folder of the figures (PNG)")
+    res.add_argument("--data-root", default="data", help="where the datasets are (class names, sizes)")
+
     args = ap.parse_args(argv)
     try:
         if args.cmd == "demo":
@@ -107,6 +116,13 @@ def main(argv=None) -> int:
             _train_gan(args)
         elif args.cmd == "bench":
             _bench(args)
+        elif args.cmd == "results":
+            from pathlib import Path
+
+            from .results import write
+
+            root = Path(args.runs) / "runs" if (Path(args.runs) / "runs").is_dir() else Path(args.runs)
+            print(f"wrote {write(root, args.out, args.figures, args.profile, args.data_root)}")
     except LabError as e:  # one actionable sentence, no traceback wall
         print(f"error: {e}", file=sys.stderr)
         return 2
