@@ -188,16 +188,23 @@ def _fashion_idx_dir(any_dir: bool = False):
 
 def _unpack_fashion_idx(idx_dir, root) -> None:
     """Unpack the gzipped IDX files into torchvision's layout, root/FashionMNIST/raw/, via a private temp
-    folder: an interrupted unpack leaves nothing half-written for torchvision to trip over."""
-    raw = os.path.join(root, "FashionMNIST", "raw")
-    os.makedirs(raw, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".unpack-fashion-", dir=raw)
+    folder: an interrupted or failed unpack leaves nothing under root for torchvision to trip over."""
+    os.makedirs(root, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".unpack-fashion-", dir=root)
     try:
         for f in FASHION_IDX_FILES:
             with gzip.open(os.path.join(idx_dir, f + ".gz"), "rb") as src, open(os.path.join(tmp, f), "wb") as dst:
                 shutil.copyfileobj(src, dst)
+        raw = os.path.join(root, "FashionMNIST", "raw")
+        os.makedirs(raw, exist_ok=True)
         for f in FASHION_IDX_FILES:
             os.replace(os.path.join(tmp, f), os.path.join(raw, f))
+    except (OSError, EOFError) as e:  # a corrupt or truncated .gz (gzip.BadGzipFile is an OSError)
+        raise DataNotFoundError(
+            f"The Fashion-MNIST IDX files in {idx_dir} could not be read ({type(e).__name__}: {e}); reinstall them "
+            f"(`apt-get install --reinstall dataset-fashion-mnist`) or place torchvision's files under "
+            f"{os.path.join(os.path.abspath(root), 'FashionMNIST', 'raw')}."
+        ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from .config import ClassifierConfig, GANConfig, preset
 from .data import load_dataset, subset
 from .models import build_gan, param_count, size_mb
-from .runs import Run, finished_runs, get_or_train
+from .runs import Run, config_hash, finished_runs, get_or_train
 
 # Pham et al. 2019, Table I, "Size (MB)" of one generator.
 PAPER_GENERATOR_MB = {"cifar10-paper": 16.6, "cifar100-paper": 17.7, "cifar100-concat-paper": 18.8}
@@ -170,12 +170,17 @@ def classifier_results(root=None, dataset: str = None) -> list:
             n_train[cfg.dataset] = len(load_dataset(cfg.dataset, "train", cfg.data_root))
         n = (cfg.subset or done.get("train_images") or n_train[cfg.dataset]) if cfg.source == "real" else None
         rows.append({
-            "run": run.path.name, "dataset": cfg.dataset, "source": cfg.source, "n_real": n,
+            "run": run.path.name, "config": grid_key(cfg), "dataset": cfg.dataset, "source": cfg.source, "n_real": n,
             "gans": len(cfg.gans), "gan_names": tuple(sorted(cfg.gans)), "threshold": cfg.threshold, "filter": cfg.filter or None,
             "steps": cfg.steps, "epochs": round(cfg.steps * cfg.batch_size / n, 2) if n else None,
             "seed": cfg.seed, "error": done["error"],
         })
     return rows
+
+
+def grid_key(cfg: ClassifierConfig) -> str:
+    """The hash of a classifier config without its seed: the runs of one grid cell share it."""
+    return config_hash(cfg.replace(seed=0))
 
 
 def of_gan_set(results, gan_runs: list, filter_run: Run = None):
@@ -204,8 +209,7 @@ def real_results(results, base: ClassifierConfig, n_train: int, fractions=REAL_F
     for match in ("steps", "epochs"):
         for cfg in real_subset_configs(base, n_train, match, fractions):
             n = cfg.subset or n_train
-            hit = results[(results["source"] == "real") & (results["n_real"] == n) & (results["steps"] == cfg.steps)
-                          & (results["dataset"] == base.dataset)]
+            hit = results[results["config"] == grid_key(cfg)]  # exactly this config, any seed
             rows.append(hit.assign(match=match, fraction=n / n_train))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 

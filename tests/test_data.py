@@ -339,7 +339,8 @@ def test_augment_generator_reproducible():
     assert aug(x).shape == x.shape  # the generator is optional
 
 
-@pytest.mark.parametrize("name,flip", [("digits", False), ("svhn", False), ("cifar10", True), ("cifar100", True)])
+@pytest.mark.parametrize("name,flip", [("digits", False), ("svhn", False), ("cifar10", True), ("cifar100", True),
+                                       ("fashion", True)])
 def test_augment_for(name, flip):
     aug = augment_for(name)
     assert isinstance(aug, Augment)
