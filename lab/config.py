@@ -234,7 +234,8 @@ PRESETS = {
     "cifar10-concat-paper": lambda: GANConfig(dataset="cifar10", block="concat", **_PAPER),
     "cifar100-paper": lambda: GANConfig(dataset="cifar100", **_PAPER),
     "cifar100-concat-paper": lambda: GANConfig(dataset="cifar100", block="concat", **_PAPER),
-    # Classifiers: the paper's ResNet-18 for 156,250 steps of batch 128; the smoke one narrow and short.
+    # Classifiers: the paper's ResNet-18 for 156,250 steps of batch 64 (its 200 epochs of 50k); the smoke one
+    # narrow and short.
     "classifier-cifar10-paper": lambda: ClassifierConfig(dataset="cifar10"),
     "classifier-cifar100-paper": lambda: ClassifierConfig(dataset="cifar100"),
     "classifier-svhn-paper": lambda: ClassifierConfig(dataset="svhn"),

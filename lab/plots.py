@@ -8,6 +8,7 @@ from torchvision.utils import make_grid
 
 from .data import to_float
 
+UNFILTERED_X = -0.05  # where threshold-axis plots draw the unfiltered stream (threshold None), left of 0
 # IEEE two-column conference format (CBMI): one column is 3.5 in wide, the page 7.16 in.
 COLUMN_WIDTH_IN = 3.5
 PAGE_WIDTH_IN = 7.16
@@ -186,9 +187,9 @@ def error_vs_real_size(results, gan_errors=None, title: str = None):
 
 def error_vs_threshold(results, title: str = None):
     """Fig 5 of the paper: test error of the GAN-sample classifier vs Algorithm 1's threshold
-    (None, the unfiltered stream, is drawn at threshold 0 with an open marker)."""
+    (None, the unfiltered stream, is drawn left of threshold 0 with an open marker)."""
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
-    d = results.assign(t=results["threshold"].fillna(0.0).astype(float))
+    d = results.assign(t=results["threshold"].fillna(UNFILTERED_X).astype(float))
     g = d.groupby(["t", d["threshold"].isna()])["error"].agg(["mean", "std"]).reset_index()
     filtered, unfiltered = g[~g["threshold"]], g[g["threshold"]]
     ax.errorbar(filtered["t"], filtered["mean"], yerr=filtered["std"].fillna(0), marker="o", ms=4, lw=1, capsize=2,
@@ -235,7 +236,7 @@ def filter_bars(stats, class_names, title: str = None, max_classes: int = 100, a
 def acceptance_vs_threshold(table):
     """Overall acceptance rate of Algorithm 1 against the threshold (rows of `sampling.acceptance_table`)."""
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
-    d = table[table["threshold"].fillna(0) > 0]  # None / 0 is the unfiltered stream: everything accepted
+    d = table[table["threshold"].notna()]  # None is the unfiltered stream: everything accepted
     ax.plot(d["threshold"].astype(float), 100 * d["acceptance"], marker="o", ms=4, lw=1, label="accepted")
     ax.plot(d["threshold"].astype(float), 100 * d["wrong_class"], marker="s", ms=3, lw=1, label="wrong class")
     ax.plot(d["threshold"].astype(float), 100 * d["low_confidence"], marker="^", ms=3, lw=1, label="below threshold")

@@ -63,8 +63,9 @@ def accept(probs: torch.Tensor, y: torch.Tensor, threshold: float) -> torch.Tens
     On ties the first maximal index is the argmax (torch.argmax's documented behaviour), so a
     sample whose label ties with a smaller class index is rejected as wrong-class. The threshold
     is compared in `probs`' dtype (a float32 0.3 equals the threshold 0.3 and is rejected).
-    This is the bare rule; `FilteredSampler` and `pool_stats` treat threshold None or 0 as
-    "no filtering" (the paper's "before filtering" row) and do not call it.
+    This is the bare rule; `FilteredSampler` and `pool_stats` treat threshold None as "no filtering"
+    (the paper's "before filtering" row) and do not call it. Threshold 0 still filters: it drops every
+    sample of the wrong class and keeps the right-class ones (whose probability is > 0).
 
     Args:
         probs: (B, C) softmax probabilities.
@@ -185,7 +186,7 @@ def _first_true(mask: torch.Tensor, n: int):
 
 
 def _unfiltered(threshold) -> bool:
-    return threshold is None or threshold == 0
+    return threshold is None
 
 
 class FilteredSampler:
@@ -213,8 +214,8 @@ class FilteredSampler:
             G(z, y) -> (B, 3, 32, 32) in [-1, 1]), on `device`.
         classifier: module returning logits (B, C) for images in [-1, 1]; not called (may be None)
             when unfiltered.
-        threshold: float in [0, 1]; None or 0 is the unfiltered baseline ("before filtering"):
-            every sample is accepted and stats show accepted == drawn.
+        threshold: float in [0, 1]; None is the unfiltered baseline ("before filtering"): every sample
+            is accepted and stats show accepted == drawn. 0 keeps every sample of the right class.
         batch_size: samples per yielded batch.
         draw_batch: at most this many samples per draw round (default 4 * batch_size: one round usually
             fills a batch; a round draws only about what the short classes need, so a large cap wastes nothing).
@@ -453,7 +454,7 @@ def sample_pool(generators, classifier, n_per_class: int, seed: int = 0, batch_s
 
 
 def pool_stats(pool: dict, threshold) -> FilterStats:
-    """FilterStats of `pool` (from `sample_pool`) at `threshold`; None or 0 accepts everything, as the sampler."""
+    """FilterStats of `pool` (from `sample_pool`) at `threshold`; None accepts everything, as the sampler."""
     y, probs = pool["labels"], pool["probs"]
     if _unfiltered(threshold):
         keep = torch.ones(len(y), dtype=torch.bool)
@@ -477,7 +478,7 @@ def acceptance_table(pool: dict, thresholds) -> list:
 
 def pool_examples(pool: dict, threshold, per_class: int = 8, max_classes: int = 10):
     """The first `per_class` samples of each class (of the first `max_classes`) that `threshold` keeps
-    (all samples for None/0): (x float (N, 3, 32, 32) in [-1, 1], y (N,)), classes with too few skipped."""
+    (all samples for None): (x float (N, 3, 32, 32) in [-1, 1], y (N,)), classes with too few skipped."""
     y = pool["labels"]
     keep = torch.ones_like(y, dtype=torch.bool) if _unfiltered(threshold) else accept(pool["probs"], y, threshold)
     idx = []

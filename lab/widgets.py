@@ -15,23 +15,26 @@ class ThresholdExplorer(W.VBox):
     Moving the slider (or choosing a class) recomputes, without re-running the GAN: the per-class
     accepted / wrong class / below threshold bars, the overall acceptance rate, grids of accepted and
     rejected samples of the chosen class, and (when `results` holds GAN-sample classifier runs) their
-    measured test error against the threshold. Threshold 0 is the unfiltered stream, as in the sampler.
+    measured test error against the threshold. The "filter" checkbox switches Algorithm 1 off (the
+    unfiltered stream, threshold None); on, threshold 0 still rejects every wrong-class sample.
 
     Args:
         pool: `lab.sampling.sample_pool(...)` output (images, labels, probs).
         class_names: names of the classes.
         results: DataFrame of `lab.experiments.classifier_results`, or None.
+        threshold: the slider's start, or None to start unfiltered (the slider then starts at 0.9).
         fig_dir, name: where and under which name the export button writes the figure.
     """
 
-    def __init__(self, pool: dict, class_names, results=None, threshold: float = 0.9, fig_dir=None,
+    def __init__(self, pool: dict, class_names, results=None, threshold: float | None = 0.9, fig_dir=None,
                  name: str = "threshold_explorer", grid: int = 16):
         self.pool, self.class_names, self.fig_dir, self.name, self.grid = pool, list(class_names), fig_dir, name, grid
         self.results = None
         if results is not None and len(results):
             self.results = results[(results["source"] == "gan") & (results["gans"] == 1)]
-        self.slider = W.FloatSlider(value=threshold, min=0.0, max=0.99, step=0.01, description="threshold",
-                                    continuous_update=False, readout_format=".2f")
+        self.slider = W.FloatSlider(value=0.9 if threshold is None else threshold, min=0.0, max=0.99, step=0.01,
+                                    description="threshold", continuous_update=False, readout_format=".2f")
+        self.filter = W.Checkbox(value=threshold is not None, description="filter", indent=False)
         self.klass = W.Dropdown(options=[(f"{i}: {n}", i) for i, n in enumerate(self.class_names)], value=0,
                                 description="class")
         self.rate = W.HTML()
@@ -39,21 +42,29 @@ class ThresholdExplorer(W.VBox):
         self.saved = W.HTML()
         self.out = W.Output()
         self.fig = None
-        super().__init__([W.HBox([self.slider, self.klass, self.button]), self.rate, self.saved, self.out])
+        super().__init__([W.HBox([self.filter, self.slider, self.klass, self.button]), self.rate, self.saved, self.out])
+        self.filter.observe(lambda _: self.update(), names="value")
         self.slider.observe(lambda _: self.update(), names="value")
         self.klass.observe(lambda _: self.update(), names="value")
         self.button.on_click(lambda _: self.export())
         self.update()
 
+    @property
+    def threshold(self) -> float | None:
+        """The threshold shown: the slider's value, or None when the filter is off."""
+        return self.slider.value if self.filter.value else None
+
     def update(self) -> None:
         """Recompute the counts for the current threshold and class, and redraw."""
-        t, c = self.slider.value, self.klass.value
+        t, c = self.threshold, self.klass.value
+        self.slider.disabled = t is None
         self.stats = pool_stats(self.pool, t)
         labels = self.pool["labels"]
-        self.mask = torch.ones_like(labels, dtype=torch.bool) if not t else accept(self.pool["probs"], labels, t)
+        self.mask = torch.ones_like(labels, dtype=torch.bool) if t is None else accept(self.pool["probs"], labels, t)
         drawn, acc = int(self.stats.drawn.sum()), int(self.stats.accepted.sum())
+        where = "unfiltered" if t is None else f"at threshold {t:.2f}"
         self.rate.value = (
-            f"<b>accepted {acc:,} / {drawn:,} = {acc / drawn:.1%}</b> at threshold {t:.2f}; "
+            f"<b>accepted {acc:,} / {drawn:,} = {acc / drawn:.1%}</b> {where}; "
             f"class {self.class_names[c]}: {int(self.stats.accepted[c])} / {int(self.stats.drawn[c])} "
             f"(wrong class {int(self.stats.wrong_class[c])}, below threshold {int(self.stats.low_confidence[c])})"
         )
@@ -86,20 +97,22 @@ class ThresholdExplorer(W.VBox):
             self.out.clear_output(wait=True)
             display(fig)
 
-    def _draw_errors(self, ax, t: float) -> None:
-        ax.axvline(t, color="0.5", lw=1, ls="--")
+    def _draw_errors(self, ax, t) -> None:
+        ax.axvline(plots.UNFILTERED_X if t is None else t, color="0.5", lw=1, ls="--")
         if self.results is not None and len(self.results):
-            d = self.results.assign(t=self.results["threshold"].fillna(0.0).astype(float))
+            d = self.results.assign(t=self.results["threshold"].fillna(plots.UNFILTERED_X).astype(float))
             g = d.groupby("t")["error"].mean()
             ax.plot(g.index, g.values, marker="o", ms=4, lw=1)
         else:
             ax.text(0.5, 0.5, "no GAN-sample\nclassifier runs yet", ha="center", va="center", fontsize=7,
                     transform=ax.transAxes)
-        ax.set(xlim=(-0.02, 1.0), xlabel="threshold", ylabel="test error (%)")
+        ax.set(xlim=(plots.UNFILTERED_X - 0.03, 1.0), xlabel="threshold (left of 0: unfiltered)", ylabel="test error (%)")
         ax.tick_params(labelsize=7)
 
     def export(self) -> list:
         """Write the current figure (PDF + PNG) via `lab.plots.export`."""
-        paths = plots.export(self.fig, f"{self.name}_t{self.slider.value:.2f}", self.fig_dir, width=plots.PAGE_WIDTH_IN)
+        t = self.threshold
+        paths = plots.export(self.fig, f"{self.name}_{'unfiltered' if t is None else f't{t:.2f}'}", self.fig_dir,
+                             width=plots.PAGE_WIDTH_IN)
         self.saved.value = "saved " + ", ".join(str(p) for p in paths)
         return paths

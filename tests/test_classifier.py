@@ -143,3 +143,20 @@ def test_training_on_a_filtered_stream_resumes_exactly(tmp_path, digits, trained
     assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
     assert sa["source"]["accepted"] == sb["source"]["accepted"] and sum(sa["source"]["accepted"]) >= 7 * 32
     assert a.done()["error"] == b.done()["error"]
+
+
+def test_divergence_stops_with_one_error_and_keeps_the_last_good_checkpoint(tmp_path, digits):
+    from lab.errors import DivergenceError
+    from lab.runs import Run
+
+    cfg = tiny(steps=8, ckpt_every=1, log_every=4, lr=1e30, subset=500)
+    with pytest.raises(DivergenceError, match="NaN or inf") as err:
+        train_classifier(cfg, subset(digits[0], 500), tmp_path / "r")
+    run = Run(tmp_path / "r")
+    assert not run.is_done()
+    if run.has_checkpoint():  # whatever was saved is finite, and the message names its step
+        state = run.load_checkpoint()
+        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+        assert f"checkpoint of step {state['step']}" in str(err.value)
+    else:
+        assert "no checkpoint had been written" in str(err.value)

@@ -346,3 +346,32 @@ def test_presets_round_trip_and_say_what_they_claim():
     assert "method" in ident and "fraction" in ident and "epochs" not in ident and "device" not in ident
     assert len({run_dir(p), run_dir(p.replace(method="classifier")), run_dir(p.replace(fraction=0.2))}) == 3
     assert run_dir(p) == run_dir(p.replace(epochs=5, device="cpu"))
+
+
+def test_the_table_takes_exactly_the_grid_runs_of_every_fraction(tmp_path):
+    """Runs of different fractions have different lengths (the paper: 11,400 vs 34,300 iterations): the table
+    of a grid keeps every fraction's runs, and a run of other settings in the same store stays out."""
+    import lab.experiments_ecgan as xe
+    from lab.runs import Run, run_dir
+
+    base = xe.ecgan_config("paper", "data")
+    grid = xe.grid(base, (0.1, 0.3), ("classifier", "ecgan"), (0, 1))
+    runs = []
+    for cfg in grid:
+        steps = 11_400 if cfg.fraction == 0.1 else 34_300
+        cfg = cfg.replace(steps=steps)
+        run = Run(run_dir(cfg, tmp_path))
+        run.init(cfg)
+        acc = 80 + 10 * cfg.fraction + (2 if cfg.method == "ecgan" else 0) + cfg.seed
+        run.mark_done({"step": steps, "epochs": 100, "final_accuracy": acc, "best_accuracy": acc, "n_labelled": 7325})
+        runs.append(run)
+    stray = base.replace(method="ecgan", fraction=0.1, lam=0.5, steps=11_400)
+    r = Run(run_dir(stray, tmp_path))
+    r.init(stray)
+    r.mark_done({"step": 11_400, "epochs": 100, "final_accuracy": 1.0, "best_accuracy": 1.0, "n_labelled": 7325})
+    import pandas as pd
+
+    table = xe.table(pd.DataFrame(xe.results(tmp_path, runs=runs)))
+    assert table.loc["10%", "EC-GAN"] == "83.50 ± 0.71 (2 seeds)" and table.loc["30%", "EC-GAN"] == "85.50 ± 0.71 (2 seeds)"
+    assert table.loc["30%", "EC-GAN: Classifier"] == "83.50 ± 0.71 (2 seeds)"
+    assert len(xe.results(tmp_path)) == 9  # the store holds the stray run too

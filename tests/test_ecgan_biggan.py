@@ -129,3 +129,16 @@ def test_short_run_beats_chance_and_fills_its_table_column(tmp_path):
     assert t.loc["25%", "EC-GAN, BigGAN + Alg. 1"] == f"{done['final_accuracy']:.2f}"
     assert "EC-GAN, BigGAN + Alg. 1 (paper)" not in t.columns and "EC-GAN (paper)" in t.columns
     assert ECGANConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_an_ecgan_biggan_preset_builds_without_recursion(monkeypatch):
+    """Building an ECGANConfig of method ecgan-biggan checks its `biggan` preset; with an EC-GAN preset of
+    that method among the presets, the check must not build it again (it once recursed without end)."""
+    from lab.config import PRESETS, ECGANConfig, preset
+    from lab.errors import ConfigError
+
+    monkeypatch.setitem(PRESETS, "x-ecgan-biggan", lambda: ECGANConfig(method="ecgan-biggan", biggan="digits-smoke"))
+    assert preset("x-ecgan-biggan").biggan_config().g_ch == 8
+    assert preset("fashion-ecgan-study").replace(method="ecgan-biggan").biggan_config().dataset == "fashion"
+    with pytest.raises(ConfigError, match="must name a GAN preset.*fashion-study"):
+        ECGANConfig(method="ecgan-biggan", biggan="x-ecgan-biggan")

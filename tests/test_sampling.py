@@ -210,7 +210,21 @@ def test_sampler_extra_slots_rotate():
     assert totals.tolist() == [15] * C
 
 
-@pytest.mark.parametrize("threshold", [None, 0])
+def test_threshold_zero_still_drops_the_wrong_class():
+    """Only None is unfiltered: at t = 0 Algorithm 1 keeps exactly the right-class draws."""
+    G = StubG()
+    s = FilteredSampler([G], StubClassifier(), 0.0, 8, seed=0)
+    take(s, 5)
+    made = torch.cat(G.made)
+    pred, _ = truth(made)
+    right = pred == label_of(made)
+    assert not right.all()
+    assert torch.equal(s.stats.accepted, torch.bincount(label_of(made)[right], minlength=C))
+    assert torch.equal(s.stats.wrong_class, torch.bincount(label_of(made)[~right], minlength=C))
+    assert s.stats.low_confidence.sum() == 0
+
+
+@pytest.mark.parametrize("threshold", [None])
 def test_unfiltered_accepts_everything_without_the_classifier(threshold):
     G = StubG()
     s = FilteredSampler([G], Forbidden(), threshold, 8, seed=0)
@@ -362,7 +376,7 @@ def test_sample_pool_contents_and_stats():
     for t in (None, 0, 0.3, 0.5, 0.9):
         st = pool_stats(pool, t)
         drawn = np.bincount(y, minlength=C)
-        if not t:
+        if t is None:  # only None is unfiltered; t = 0 drops the wrong class
             ok, wrong = np.ones(N, bool), np.zeros(N, bool)
         else:
             ok, wrong = accept_ref(p, y, t), np.argmax(p, 1) != y

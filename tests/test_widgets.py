@@ -30,8 +30,21 @@ def test_slider_updates_counts_to_what_accept_gives(pool, tmp_path):
             assert ex.counts["wrong_class"][c] == int((~right & m).sum())
             assert ex.counts["low_confidence"][c] == int((right & ~keep & m).sum())
         assert f"accepted {int(keep.sum())} / 60" in ex.rate.value
-    ex.slider.value = 0.0  # the unfiltered stream
-    assert ex.counts["accepted"] == [20, 20, 20]
+    ex.slider.value = 0.0  # threshold 0 still drops every wrong-class sample
+    right = pool["probs"].argmax(1) == pool["labels"]
+    assert ex.counts["accepted"] == [int((right & (pool["labels"] == c)).sum()) for c in range(3)]
+    assert sum(ex.counts["accepted"]) < 60 and "at threshold 0.00" in ex.rate.value
+    ex.filter.value = False  # the unfiltered stream: an explicit state, not a slider position
+    assert ex.counts["accepted"] == [20, 20, 20] and ex.threshold is None
+    assert "unfiltered" in ex.rate.value and ex.slider.disabled
+    assert [p.name for p in ex.export()] == ["threshold_explorer_unfiltered.pdf", "threshold_explorer_unfiltered.png"]
+    ex.filter.value = True
+    assert ex.threshold == 0.0 and not ex.slider.disabled
+
+
+def test_explorer_can_start_unfiltered(pool, tmp_path):
+    ex = ThresholdExplorer(pool, ["a", "b", "c"], threshold=None, fig_dir=tmp_path)
+    assert not ex.filter.value and ex.threshold is None and ex.counts["accepted"] == [20, 20, 20]
 
 
 def test_class_selector_and_export(pool, tmp_path):

@@ -11,7 +11,9 @@ from ..data import ImageDataset, augment_for, load_dataset, to_float
 from ..errors import CheckpointError, ConfigError
 from ..models import ResNet18
 from ..runs import Run, rng_state, set_rng_state
-from .common import EpochSampler, Window, autocast, check_finite, resolve_device, use_channels_last
+from .common import (
+    EpochSampler, Window, all_finite, autocast, check_finite, divergence, resolve_device, use_channels_last,
+)
 
 
 def lr_factor(schedule: str, step: int, total: int) -> float:
@@ -153,8 +155,10 @@ def train_classifier(config: ClassifierConfig, data_source, run_dir, on_step=Non
             if on_step is not None:
                 on_step(step, stats)
 
-        # Checkpoint.
+        # Checkpoint, only of finite weights: a diverged run keeps its last good checkpoint.
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            if not all_finite(model):
+                raise divergence("a weight", step, last_ckpt, run.path)
             run.save_checkpoint({
                 "step": step, "config": cfg.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(),
                 "sched": sched.state_dict(), "gen": gen.get_state(), "rng": rng_state(), "window": window.state_dict(),

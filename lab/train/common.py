@@ -108,10 +108,18 @@ class Window:
 
 def divergence(what: str, step: int, last_good: int, run_dir) -> DivergenceError:
     """The one error a diverged run stops with; its last good checkpoint stays on disk."""
+    kept = (f"the checkpoint of step {last_good} in {run_dir} is kept" if last_good
+            else f"no checkpoint had been written to {run_dir} yet")
     return DivergenceError(
-        f"Training diverged by step {step} ({what} is NaN or inf); the checkpoint of step {last_good} "
-        f"in {run_dir} is kept: lower the learning rates or change the seed, then resume."
+        f"Training diverged by step {step} ({what} is NaN or inf); {kept}: lower the learning rates or change "
+        f"the seed, then resume."
     )
+
+
+@torch.no_grad()
+def all_finite(*modules) -> bool:
+    """Whether every parameter of `modules` is finite (one host sync)."""
+    return bool(torch.stack([p.isfinite().all() for m in modules for p in m.parameters()]).all())
 
 
 def check_finite(stats: dict, step: int, last_good: int, run_dir) -> None:

@@ -18,7 +18,9 @@ from ..errors import CheckpointError, ConfigError
 from ..models import param_count
 from ..runs import Run, rng_state, set_rng_state
 from .classifier import _to, evaluate
-from .common import EpochSampler, Window, autocast, check_finite, divergence, resolve_device, use_channels_last
+from .common import (
+    EpochSampler, Window, all_finite, autocast, check_finite, divergence, resolve_device, use_channels_last,
+)
 from .ecgan_phases import biggan_phases, build_models, c_phase, classifier_of, d_phase, g_phase, shared_phase
 
 GRID = 64  # fixed-noise samples per grid (8 x 8)
@@ -225,7 +227,7 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
 
         # Checkpoint, only of finite weights: a diverged run keeps its last good checkpoint.
         if step % cfg.ckpt_every == 0 or step == total:
-            if not all(torch.stack([p.isfinite().all() for m in models.values() for p in m.parameters()]).tolist()):
+            if not all_finite(*models.values()):
                 raise divergence("a weight", step, last_ckpt, run.path)
             checkpoint()
             last_ckpt = step

@@ -14,7 +14,8 @@ from ..losses import d_hinge, g_hinge
 from ..models import build_gan, param_count, size_mb
 from ..runs import Run, rng_state, set_rng_state
 from .common import (
-    EpochSampler, Window, autocast, check_finite, divergence, ema_update, resolve_device, use_channels_last,
+    EpochSampler, Window, all_finite, autocast, check_finite, divergence, ema_update, resolve_device,
+    use_channels_last,
 )
 
 GRID_COLS = 10  # fixed-noise grid: one row per class (first 10 classes), this many columns
@@ -39,11 +40,6 @@ def _load_models(state: dict, G, D, G_ema, path) -> None:
             f"{path} was written by another architecture ({str(e).splitlines()[0]}); "
             f"use a new run directory for this config."
         ) from None
-
-
-@torch.no_grad()
-def _all_finite(*modules) -> bool:
-    return bool(torch.stack([p.isfinite().all() for m in modules for p in m.parameters()]).all())
 
 
 def hinge_d_step(G, D, opt_D, x, y, z, y_fake, amp, memory_format=torch.contiguous_format):
@@ -176,7 +172,7 @@ def train_gan(config: GANConfig, run_dir, on_step=None) -> Run:
         # Checkpoint, only of finite weights: a diverged run keeps its last good checkpoint.
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             check_finite({"step": step, **window.means()}, step, last_ckpt, run.path)
-            if not _all_finite(G, D):
+            if not all_finite(G, D):
                 raise divergence("a weight of G or D", step, last_ckpt, run.path)
             checkpoint()
             last_ckpt = step
