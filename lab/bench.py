@@ -158,11 +158,12 @@ def bench_classifier(gan_preset="digits-smoke", classifier_preset="classifier-di
 
 
 def bench_metrics(n: int = 2000, batch_size: int = 200, device: str = "auto", weights=None,
-                  gan_preset: str = "digits-smoke", gan_run=None, data_root: str = "data") -> list:
+                  gan_preset: str = "digits-smoke", gan_run=None, data_root: str = "data", reference_n: int = None) -> list:
     """Images/s of the IS + FID pipeline (torch-fidelity, generation included) with cached reference statistics.
 
-    A first call on `batch_size` samples loads the Inception weights and caches the reference statistics
-    of the training split; the timed call then generates and scores `n` samples.
+    A first call loads the FID network and caches the reference statistics of `reference_n` training images
+    (default n); the timed call then generates and scores `n` samples. With the TorchScript port (no
+    torch-fidelity weights on disk) only FID is computed.
     """
     import time
 
@@ -176,13 +177,14 @@ def bench_metrics(n: int = 2000, batch_size: int = 200, device: str = "auto", we
     cfg = preset(gan_preset)
     G = load_generator(gan_run, device=dev) if gan_run else build_gan(cfg)[0].to(dev).eval()
     reference = load_dataset(cfg.dataset, "train", data_root)
-    kw = dict(batch_size=batch_size, device=str(dev), weights=weights)
-    inception_metrics(G, reference, n=batch_size, **kw)  # warm-up: weights, reference statistics cache
+    kw = dict(batch_size=batch_size, device=str(dev), weights=weights, reference_n=reference_n or n)
+    inception_metrics(G, reference, n=min(batch_size, n), **kw)  # warm-up: weights, reference statistics cache
     _sync(dev)
     t0 = time.perf_counter()
     m = inception_metrics(G, reference, n=n, **kw)
     _sync(dev)
     rate = n / (time.perf_counter() - t0)
-    return [{"device": _device_name(str(dev)), "n": n, "IS + FID img/s": round(rate, 1),
-             "FID-50k estimate (s)": round(50_000 / rate, 1), "IS": round(m["IS"], 3), "FID": round(m["FID"], 3),
+    return [{"device": _device_name(str(dev)), "network": m["network"], "n": n, "reference n": kw["reference_n"],
+             "IS + FID img/s": round(rate, 1), "FID-50k estimate (s)": round(50_000 / rate, 1),
+             "IS": "not computed" if m["IS"] is None else round(m["IS"], 3), "FID": round(m["FID"], 3),
              "models": "trained run" if gan_run else "untrained"}]

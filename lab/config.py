@@ -10,7 +10,7 @@ from .errors import ConfigError
 DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "digits": 10, "fashion": 10}
 
 
-def opt(default, *, lo=None, hi=None, lo_open=False, hi_open=False, choices=None, identity=True):
+def opt(default, *, lo=None, hi=None, lo_open=False, hi_open=False, choices=None, identity=True, legacy=None):
     """A config field with its valid range or choices.
 
     Args:
@@ -18,8 +18,10 @@ def opt(default, *, lo=None, hi=None, lo_open=False, hi_open=False, choices=None
         choices: the allowed values, for categorical fields.
         identity: False for fields that do not change what a run computes
             (step budget, device, logging), so they are left out of the run's hash.
+        legacy: for a field added after runs existed, the value that reproduces what those runs computed;
+            a config holding it hashes as before the field existed, so their run directories stay valid.
     """
-    meta = dict(lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, choices=choices, identity=identity)
+    meta = dict(lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, choices=choices, identity=identity, legacy=legacy)
     return field(default=default, metadata=meta)
 
 
@@ -90,8 +92,10 @@ class Config:
                 raise ConfigError(f"Unknown key {key!r} for {cls.__name__}; valid keys are: {', '.join(names)}.")
 
     def identity(self) -> dict:
-        """The fields that define what a run computes (what its hash is taken over)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("identity", True)}
+        """The fields that define what a run computes (what its hash is taken over); a field at its `legacy`
+        value is left out, as it was before the field existed."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("identity", True)
+                and not (f.metadata.get("legacy") is not None and getattr(self, f.name) == f.metadata["legacy"])}
 
     @property
     def kind(self) -> str:
@@ -119,6 +123,10 @@ class GANConfig(Config):
     shared_dim: int = opt(0, lo=0)  # 0: a class embedding per cond. BN (CIFAR); >0: shared embedding + hierarchical z
     attn: bool = opt(False)  # self-attention at 16x16 in G and D (off for CIFAR)
     init: str = opt("N02", choices=("N02", "ortho"))  # weight init: N(0, 0.02) or orthogonal
+    # reference: BigGAN-PyTorch's start: biases keep PyTorch's default (uniform in ±1/sqrt(fan_in)), the spectral
+    # norm's vectors start random (no warm-up). lab: biases zero, the vectors after 15 power iterations (this lab's
+    # start until 2026-11; the smoke and study presets keep it: their step counts were tuned with it).
+    init_start: str = opt("reference", choices=("reference", "lab"), legacy="lab")
     bn_eps: float = opt(1e-5, lo=0, lo_open=True)  # BatchNorm epsilon
     sn_eps: float = opt(1e-8, lo=0, lo_open=True)  # epsilon of the spectral-norm power iteration
     # --- Optimisation ---
@@ -215,7 +223,7 @@ _PAPER = dict(steps=125_000)
 # schedule (2 D steps, lr 5e-4, EMA from step 200): recognisable, class-conditional digits after
 # about 800 G steps, a few minutes on a 2-core CPU.
 _SMOKE = dict(
-    dataset="digits", g_ch=8, d_ch=8, batch_size=32, d_steps=2, g_lr=5e-4, d_lr=5e-4,
+    dataset="digits", g_ch=8, d_ch=8, batch_size=32, d_steps=2, g_lr=5e-4, d_lr=5e-4, init_start="lab",
     ema_start=200, ema_decay=0.995, steps=800, log_every=20, ckpt_every=200, grid_every=200,
 )
 
@@ -279,17 +287,6 @@ def preset(name: str) -> Config:
     if name not in PRESETS:
         raise ConfigError(f"Unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.")
     return PRESETS[name]()
-
-
-def classifier_preset(profile: str, dataset: str = None) -> ClassifierConfig:
-    """The classifier preset of a notebook's parameters, e.g. ("smoke", None) -> classifier-digits-smoke."""
-    return preset(f"classifier-{dataset or PROFILE_DATASET.get(profile, '')}-{profile}")
-
-
-def gan_preset(profile: str, dataset: str = None, block: str = "add") -> GANConfig:
-    """The GAN preset of a notebook's parameters, e.g. ("smoke", None, "concat") -> digits-concat-smoke."""
-    dataset = dataset or PROFILE_DATASET.get(profile, "")
-    return preset(f"{dataset}-{'concat-' if block == 'concat' else ''}{profile}")
 
 
 @dataclass

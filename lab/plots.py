@@ -246,6 +246,27 @@ def acceptance_vs_threshold(table):
     return fig
 
 
+def acceptance_heatmap(rates, class_names, thresholds):
+    """Per-class acceptance rate of Algorithm 1 (rows: classes, columns: thresholds), a seaborn heatmap:
+    which classes the filter starves as the threshold rises (the paper's Fig. 6-7, over all thresholds).
+
+    Args:
+        rates: (C, T) acceptance rates in [0, 1], e.g. from `lab.sampling.acceptance_matrix`.
+    """
+    import seaborn as sns
+
+    C = len(class_names)
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 0.9 + 0.22 * min(C, 40)))
+    labels = ["none" if t is None else f"{t:g}" for t in thresholds]
+    sns.heatmap(100 * torch.as_tensor(rates)[:40].numpy(), ax=ax, vmin=0, vmax=100, cmap="viridis",
+                annot=C <= 20, fmt=".0f", annot_kws={"fontsize": 6}, xticklabels=labels,
+                yticklabels=list(class_names)[:40], cbar_kws={"label": "% accepted"})
+    ax.set(xlabel="threshold", ylabel="")
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def metric_scatter(sets, correlations, metrics=("IS", "FID", "feature FD", "CAS")):
     """Classifier error against each GAN metric, one panel per metric, Spearman's rho in the title.
 

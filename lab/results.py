@@ -14,8 +14,9 @@ import pandas as pd
 import torch
 
 from . import experiments as ex
-from . import experiments_ecgan as ec
 from . import plots, profiles
+from . import tables as tb
+from .config import GANConfig
 from .data import load_dataset
 from .runs import Run, run_dir
 
@@ -37,7 +38,7 @@ class Study:
     results: pd.DataFrame  # classifier_results of this study's classifiers
     real: pd.DataFrame  # real_results: the real subsets, same #steps and #epochs
     sets: pd.DataFrame  # gan_set_rows of this study's GAN sets
-    ecgan: pd.DataFrame  # ec.results of the EC-GAN grid
+    ecgan: pd.DataFrame  # tables.ecgan_results of the EC-GAN grid
     timings: dict  # notebook -> seconds, from the demo run's timings.json
 
 
@@ -49,20 +50,20 @@ def load(root, profile: str = "study", data_root: str = "data") -> Study:
     gans = {(b, s): Run(run_dir(ex.gan_config(profile, P.dataset, b, s, data_root), root))
             for b, seeds in (("add", range(max(P.gan_counts))), ("concat", (0,))) for s in seeds}
     filt = Run(run_dir(ex.filter_config(profile, P.dataset, data_root), root))
-    res = pd.DataFrame(ex.classifier_results(root, P.dataset))
+    res = pd.DataFrame(tb.classifier_results(root, P.dataset))
     if len(res):  # exactly the configs the notebooks train (any seed), nothing else of the store
         add = [gans[("add", k)] for k in range(max(P.gan_counts))]
         streams = [(add[:k], t) for k in P.gan_counts for t in (THRESHOLD, None)]
         streams += [([gans[("concat", 0)]], t) for t in (THRESHOLD, None)] + [(add[:1], t) for t in P.sweep]
         cfgs = [ex.gan_classifier_config(base, g, filt, t) for g, t in streams]
         cfgs += [c for m in ("steps", "epochs") for c in ex.real_subset_configs(base, n_train, m, P.real_fractions)]
-        res = res[res["config"].isin({ex.grid_key(c) for c in cfgs})].reset_index(drop=True)
-    real = ex.real_results(res, base, n_train, P.real_fractions) if len(res) else pd.DataFrame()
-    sets = ex.gan_set_rows(res, root, THRESHOLD) if len(res) else pd.DataFrame()
-    ec_base = ec.ecgan_config(profile, data_root, lam=LAMBDA, threshold=T)
-    grid = [c for c in ec.grid(ec_base, P.ecgan_fractions, ec.METHODS, P.ecgan_seeds)
+        res = res[res["config"].isin({tb.grid_key(c) for c in cfgs})].reset_index(drop=True)
+    real = tb.real_results(res, base, n_train, P.real_fractions) if len(res) else pd.DataFrame()
+    sets = tb.gan_set_rows(res, root, THRESHOLD) if len(res) else pd.DataFrame()
+    ec_base = ex.ecgan_config(profile, data_root, lam=LAMBDA, threshold=T)
+    grid = [c for c in ex.ecgan_grid(ec_base, P.ecgan_fractions, ex.METHODS, P.ecgan_seeds)
             if c.method != "ecgan-biggan" or c.seed in P.biggan_seeds]
-    ecgan = pd.DataFrame(ec.results(root, runs=[run_dir(c, root) for c in grid]))
+    ecgan = pd.DataFrame(tb.ecgan_results(root, runs=[run_dir(c, root) for c in grid]))
     log = root.parent / "timings.json" if (root.parent / "timings.json").exists() else root / "timings.json"
     timings = {k: v["seconds"] for k, v in json.loads(log.read_text()).items()} if log.exists() else {}
     return Study(root, P, base, n_train, gans, filt, res, real, sets, ecgan, timings)
@@ -108,7 +109,7 @@ def _overall(verdicts: list) -> str:
 
 # --- Claims ----------------------------------------------------------------------------------
 def _gan_errors(s: Study, names, threshold=THRESHOLD):
-    rows = ex.at_threshold(s.results[s.results["source"] == "gan"], threshold)
+    rows = tb.at_threshold(s.results[s.results["source"] == "gan"], threshold)
     return rows[rows["gan_names"] == tuple(sorted(r.path.name for r in names))]["error"]
 
 
@@ -168,7 +169,7 @@ def _compression_claim(s: Study, add) -> dict:
 
 
 def _correlation_claim(s: Study) -> dict:
-    corr = {r["metric"]: r for r in ex.correlations(s.sets)} if len(s.sets) else {}
+    corr = {r["metric"]: r for r in tb.correlations(s.sets)} if len(s.sets) else {}
     r = corr.get("FID", {})
     ours = f"Spearman ρ(FID, error) = {r.get('spearman rho')} over {r.get('GAN sets', 0)} GAN sets (p = {r.get('p')})"
     for m in ("feature FD", "CAS"):
@@ -247,7 +248,7 @@ def figures(s: Study, out_dir) -> list:
             save(plots.filter_bars(st, classes, title=f"the stream of 1 GAN at t = {THRESHOLD}, whole run"),
                  "filter_per_class")
     if len(s.sets):
-        corr = ex.correlations(s.sets)
+        corr = tb.correlations(s.sets)
         save(plots.metric_scatter(s.sets, corr), "metric_correlations")
     if len(s.ecgan):
         save(ecgan_bars(s.ecgan), "ecgan_accuracy")
@@ -263,7 +264,7 @@ def ecgan_bars(d: pd.DataFrame):
     """Final test accuracy per method and labelled fraction (mean ± std over seeds)."""
     import matplotlib.pyplot as plt
 
-    methods = [m for m in ec.METHODS if m in set(d["method"])]
+    methods = [m for m in ex.METHODS if m in set(d["method"])]
     fracs = sorted(set(d["fraction"]))
     fig, ax = plt.subplots(figsize=(plots.PAGE_WIDTH_IN, 2.4))
     w = 0.8 / len(methods)
@@ -293,8 +294,8 @@ def write(root, out="RESULTS.md", fig_dir="results", profile: str = "study", dat
 def render(s: Study, claims: list, figs: list, base_dir: Path) -> str:
     """The markdown page."""
     P, b = s.profile, s.base
-    gan_cfg = s.gans[("add", 0)].config(ex.GANConfig) if s.gans[("add", 0)].done() else None
-    ec_cfg = ec.ecgan_config(P.name, b.data_root)
+    gan_cfg = s.gans[("add", 0)].config(GANConfig) if s.gans[("add", 0)].done() else None
+    ec_cfg = ex.ecgan_config(P.name, b.data_root)
     epochs = b.steps * b.batch_size / s.n_train
     lines = [
         f"# Results of the `{P.name}` profile ({P.dataset})", "",
@@ -338,17 +339,17 @@ def render(s: Study, claims: list, figs: list, base_dir: Path) -> str:
               "| paper | claim | paper's numbers | ours | p | verdict |", "|---|---|---|---|---|---|"]
     lines += [f"| {c['paper']} | {c['claim']} | {c['theirs']} | {c['ours']} | {_p(c.get('p'))} | **{c['verdict']}** |"
               for c in claims]
-    table = ex.table_i(s.results, s.root, THRESHOLD, s.real) if len(s.results) else pd.DataFrame()
+    table = tb.table_i(s.results, s.root, THRESHOLD, s.real) if len(s.results) else pd.DataFrame()
     lines += ["", "## Table I analogue (Pham et al.)", "",
               f"Error (%) on the {s.profile.dataset} test split; ± is the std over classifier seeds. The paper's values "
               f"are CIFAR-10's (real rows at the same number of images; the whole split beside its whole 50k).", "",
-              ex.markdown_table(table.drop(columns=["IS", "paper IS"], errors="ignore")) if len(table) else "(no runs)"]
+              tb.markdown_table(table.drop(columns=["IS", "paper IS"], errors="ignore")) if len(table) else "(no runs)"]
     if len(s.ecgan):
-        t1 = ec.table(s.ecgan).reset_index()
+        t1 = tb.ecgan_table(s.ecgan).reset_index()
         t1 = t1[[c for c in t1.columns if c == "size" or not t1[c].isna().all()]]
         lines += ["", "## EC-GAN Table 1 analogue", "",
                   "Final test accuracy (%); ± is the std over seeds; the paper's SVHN values beside ours.", "",
-                  ex.markdown_table(t1)]
+                  tb.markdown_table(t1)]
     lines += ["", "## Figures", ""]
     captions = {
         "error_vs_real_size": "Test error against the number of real training images (same #steps, same #epochs), "

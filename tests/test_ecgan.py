@@ -13,7 +13,9 @@ from lab.config import PRESETS, ECGANConfig, preset
 from lab.data import subset, to_float
 from lab.errors import ConfigError, DivergenceError
 from lab.losses import shared_d_loss
-from lab.experiments_ecgan import PAPER_TABLE1, ecgan_run, results, table
+from lab.experiments import ecgan_run
+from lab.papers import PAPER_TABLE1
+from lab.tables import ecgan_results as results, ecgan_table as table
 from lab.models import (
     ClassHead, DCGANDiscriminator, DCGANGenerator, SharedDCGANDiscriminator, SharedResNetDiscriminator, param_count,
 )
@@ -250,7 +252,7 @@ def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, digits_train, officia
     changes = dict(real_range="[0,1]", c_steps=2, dcgan_init=False, d_first_bn=True, sampling="independent",
                    threshold=0.2) if official else {}
     # Log lines at steps 3, 5 (evaluation), 6, 7 (evaluation); the checkpoint of step 4 holds a half-full log window.
-    cfg = tiny(steps=7, eval_every=1, log_every=3, augment=True, **changes)
+    cfg = tiny(steps=7, eval_every=5, log_every=3, augment=True, **changes)
     labelled = ec.labelled_subset(cfg, digits_train)
     a = ec.train_ecgan(cfg, labelled, tmp_path / "a")
 
@@ -351,11 +353,12 @@ def test_presets_round_trip_and_say_what_they_claim():
 def test_the_table_takes_exactly_the_grid_runs_of_every_fraction(tmp_path):
     """Runs of different fractions have different lengths (the paper: 11,400 vs 34,300 iterations): the table
     of a grid keeps every fraction's runs, and a run of other settings in the same store stays out."""
-    import lab.experiments_ecgan as xe
+    import lab.experiments as xe
+    import lab.tables as tb
     from lab.runs import Run, run_dir
 
     base = xe.ecgan_config("paper", "data")
-    grid = xe.grid(base, (0.1, 0.3), ("classifier", "ecgan"), (0, 1))
+    grid = xe.ecgan_grid(base, (0.1, 0.3), ("classifier", "ecgan"), (0, 1))
     runs = []
     for cfg in grid:
         steps = 11_400 if cfg.fraction == 0.1 else 34_300
@@ -371,7 +374,7 @@ def test_the_table_takes_exactly_the_grid_runs_of_every_fraction(tmp_path):
     r.mark_done({"step": 11_400, "epochs": 100, "final_accuracy": 1.0, "best_accuracy": 1.0, "n_labelled": 7325})
     import pandas as pd
 
-    table = xe.table(pd.DataFrame(xe.results(tmp_path, runs=runs)))
+    table = tb.ecgan_table(pd.DataFrame(tb.ecgan_results(tmp_path, runs=runs)))
     assert table.loc["10%", "EC-GAN"] == "83.50 ± 0.71 (2 seeds)" and table.loc["30%", "EC-GAN"] == "85.50 ± 0.71 (2 seeds)"
     assert table.loc["30%", "EC-GAN: Classifier"] == "83.50 ± 0.71 (2 seeds)"
-    assert len(xe.results(tmp_path)) == 9  # the store holds the stray run too
+    assert len(tb.ecgan_results(tmp_path)) == 9  # the store holds the stray run too

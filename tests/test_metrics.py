@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch_fidelity import feature_extractor_inceptionv3 as tfi
 
-from lab import metrics
+from lab import inception, metrics
 from lab.config import preset
 from lab.data import subset
 from lab.errors import ConfigError, LabError
@@ -193,7 +193,8 @@ def test_inception_metrics_end_to_end(random_inception, fast_inception, tiny_dig
     # A generator against the reference: every number finite (20 samples in 64-d or 2048-d give
     # singular covariances, which is fine for a finiteness check); the reference stats get cached.
     out = metrics.inception_metrics(G, tiny_digits, n=20, kid=True, prc=True, **kw)
-    assert set(out) == {"IS", "IS_std", "FID", "KID", "KID_std", "precision", "recall", "n"} and out["n"] == 20
+    assert set(out) == {"IS", "IS_std", "FID", "KID", "KID_std", "precision", "recall", "n", "network"} and out["n"] == 20
+    assert out.pop("network") == "inception-v3-compat"  # the weights file given wins over the TorchScript port
     assert all(math.isfinite(v) for v in out.values())
     assert out["IS"] >= 1 - 1e-9 and out["FID"] > 0
     assert G.training  # evaluated in eval mode, the mode restored
@@ -209,7 +210,7 @@ def test_inception_metrics_end_to_end(random_inception, fast_inception, tiny_dig
     same = metrics.inception_metrics(tiny_digits, tiny_digits, n=100, isc=False, **kw)
     assert fast_inception == [20] and os.path.getmtime(tmp_path / stats[0]) == mtime
     sigma = torch.load(tmp_path / stats[0], weights_only=False)["sigma"]
-    assert set(same) == {"FID", "n"} and same["n"] == 20
+    assert set(same) == {"FID", "n", "network"} and same["n"] == 20
     assert abs(same["FID"]) < 1e-5 * np.trace(sigma)
 
 
@@ -231,6 +232,7 @@ def test_missing_weights_error(monkeypatch, tmp_path, no_network, tiny_digits):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(inception, "torchscript_path", lambda: None)  # nor the offline TorchScript network
     hub = os.path.join(str(tmp_path / "torch"), "hub", "checkpoints", metrics.INCEPTION_FILE)
     assert not metrics.inception_available()
     with pytest.raises(LabError) as info:
@@ -248,6 +250,7 @@ def test_missing_weights_error(monkeypatch, tmp_path, no_network, tiny_digits):
 def test_inception_available_finds_each_location(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv("LAB_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setattr(inception, "torchscript_path", lambda: None)  # its own test: test_inception.py
     f = tmp_path / "w.pth"
     f.write_bytes(b"x")
     assert metrics.inception_available(str(f)) and not metrics.inception_available()

@@ -8,7 +8,6 @@ import pytest
 from scipy.stats import ttest_ind
 
 from lab import experiments as ex
-from lab import experiments_ecgan as ec
 from lab import profiles, results
 from lab.runs import Run, run_dir
 
@@ -69,10 +68,10 @@ def _store(root, digits_train):
         (root / "metrics" / f"{k}gan.json").write_text(json.dumps({
             "gans": names, "filter": filt.path.name, "n": 1000, "G_MiB": 0.5 * k, "feature_fd": fd, "IS": None,
             "IS_std": None, "FID": 50.0 / k, "per_class_fd": [], "duplicate_rate": 0.0}))
-    ec_base = ec.ecgan_config("smoke", DATA, lam=0.1, threshold=0.7)
+    ec_base = ex.ecgan_config("smoke", DATA, lam=0.1, threshold=0.7)
     acc = {"classifier": 90.0, "ecgan": 92.0, "shared-resnet": 92.1, "classifier-dcgan": 80.0, "shared-dcgan": 79.0,
            "ecgan-biggan": 93.0}
-    for cfg in ec.grid(ec_base, P.ecgan_fractions, ec.METHODS, (0, 1, 2)):
+    for cfg in ex.ecgan_grid(ec_base, P.ecgan_fractions, ex.METHODS, (0, 1, 2)):
         a = acc[cfg.method] + 0.2 * cfg.seed
         _done(Run(run_dir(cfg, root)), cfg, step=cfg.steps, epochs=1.0, final_accuracy=a, best_accuracy=a,
               n_labelled=1000)

@@ -384,3 +384,19 @@ def test_sample_pool_contents_and_stats():
         assert st.accepted.tolist() == np.bincount(y[ok], minlength=C).tolist()
         assert st.wrong_class.tolist() == np.bincount(y[wrong], minlength=C).tolist()
         assert st.low_confidence.tolist() == np.bincount(y[~ok & ~wrong], minlength=C).tolist()
+
+
+def test_acceptance_matrix_is_pool_stats_per_threshold():
+    from lab.sampling import acceptance_matrix
+
+    g = torch.Generator().manual_seed(0)
+    probs = torch.distributions.Dirichlet(torch.full((C,), 0.5)).sample((80,))
+    pool = {"labels": torch.arange(C).repeat_interleave(20), "probs": probs}
+    ts = [None, 0.0, 0.5, 0.9]
+    m = acceptance_matrix(pool, ts)
+    assert m.shape == (C, 4) and (m[:, 0] == 1).all()
+    for j, t in enumerate(ts[1:], start=1):
+        keep = accept(probs, pool["labels"], t)
+        want = torch.stack([keep[pool["labels"] == c].double().mean() for c in range(C)])
+        assert torch.allclose(m[:, j], want)
+    assert (m[:, 1] >= m[:, 2]).all() and (m[:, 2] >= m[:, 3]).all()  # monotone in the threshold

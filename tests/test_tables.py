@@ -3,7 +3,7 @@ import json
 
 import pandas as pd
 
-from lab import experiments as ex
+from lab import tables as tb
 from lab.config import GANConfig, preset
 from lab.runs import Run
 
@@ -38,8 +38,8 @@ def _real():
 
 def test_table_i_rows_columns_and_paper_values(tmp_path):
     _store(tmp_path)
-    results = pd.DataFrame(ex.classifier_results(tmp_path))
-    t = ex.table_i(results, tmp_path, threshold=0.9, real=_real())
+    results = pd.DataFrame(tb.classifier_results(tmp_path))
+    t = tb.table_i(results, tmp_path, threshold=0.9, real=_real())
     assert list(t.columns) == ["dataset", "block", "rows", "size (MiB)", "IS", "FID", "feature FD", "error (%)",
                                "paper size (MB)", "paper IS", "paper FID", "paper error (%)", "paper dataset"]
     assert list(zip(t["dataset"], t["block"], t["rows"])) == [
@@ -61,10 +61,10 @@ def test_table_i_rows_columns_and_paper_values(tmp_path):
 
 def test_gan_set_rows_give_the_cas_and_correlations_need_three_sets(tmp_path):
     _store(tmp_path)
-    sets = ex.gan_set_rows(pd.DataFrame(ex.classifier_results(tmp_path)), tmp_path, threshold=0.9)
+    sets = tb.gan_set_rows(pd.DataFrame(tb.classifier_results(tmp_path)), tmp_path, threshold=0.9)
     one = sets[sets["gan_names"] == ("c10-a",)].iloc[0]
     assert one["CAS"] == 80.0 and one["error"] == 11.5 and one["error_runs"] == 2
-    corr = {r["metric"]: r for r in ex.correlations(sets)}
+    corr = {r["metric"]: r for r in tb.correlations(sets)}
     assert corr["CAS"]["GAN sets"] == 1 and corr["CAS"]["spearman rho"] is None  # too few sets for a rank correlation
 
 
@@ -75,20 +75,20 @@ def test_metrics_records_of_one_set_are_told_apart_by_filter_and_size(tmp_path):
     for name, filt, n, fd in (("y", "f", 5000, 3.0), ("z", "another-filter", 9000, 7.0), ("w", "f", 200, 9.0)):
         (tmp_path / "metrics" / f"1gan-{name}.json").write_text(json.dumps(
             {"gans": ["c10-a"], "filter": filt, "n": n, "G_MiB": 16.42, "feature_fd": fd, "IS": None, "FID": None}))
-    sets = ex.gan_set_rows(pd.DataFrame(ex.classifier_results(tmp_path)), tmp_path, threshold=0.9)
+    sets = tb.gan_set_rows(pd.DataFrame(tb.classifier_results(tmp_path)), tmp_path, threshold=0.9)
     assert sets[sets["gan_names"] == ("c10-a",)].iloc[0]["feature FD"] == 3.0
 
 
 def test_paper_sizes_match_by_fraction_or_by_count():
-    assert ex.paper_size(800, 4000) == 10_000 and ex.paper_size(4000, 4000) == 50_000  # digits: fractions
-    assert ex.paper_size(10_000, 60_000) == 10_000 and ex.paper_size(50_000, 60_000) == 50_000  # Fashion: counts
-    assert ex.paper_size(60_000, 60_000) == 50_000 and ex.paper_size(7_000, 60_000) is None
+    assert tb.paper_size(800, 4000) == 10_000 and tb.paper_size(4000, 4000) == 50_000  # digits: fractions
+    assert tb.paper_size(10_000, 60_000) == 10_000 and tb.paper_size(50_000, 60_000) == 50_000  # Fashion: counts
+    assert tb.paper_size(60_000, 60_000) == 50_000 and tb.paper_size(7_000, 60_000) is None
 
 
 def test_export_writes_markdown_and_latex(tmp_path):
     _store(tmp_path)
-    t = ex.table_i(pd.DataFrame(ex.classifier_results(tmp_path)), tmp_path, threshold=0.9, real=_real())
-    md, tex = ex.export_table(t, "table_I", tmp_path / "out")
+    t = tb.table_i(pd.DataFrame(tb.classifier_results(tmp_path)), tmp_path, threshold=0.9, real=_real())
+    md, tex = tb.export_table(t, "table_I", tmp_path / "out")
     lines = md.read_text().splitlines()
     assert lines[0].startswith("| dataset | block | rows |") and len(lines) == 2 + len(t)
     assert "| cifar10 | add | 1 GAN | 16.42 | not computed |" in lines[2]
@@ -98,14 +98,14 @@ def test_export_writes_markdown_and_latex(tmp_path):
 
 def test_of_gan_set_keeps_only_that_sets_classifiers(tmp_path):
     _store(tmp_path)
-    results = pd.DataFrame(ex.classifier_results(tmp_path))
+    results = pd.DataFrame(tb.classifier_results(tmp_path))
     a, b = Run(tmp_path / "gan" / "c10-a"), Run(tmp_path / "gan" / "c10-b")
-    one = ex.of_gan_set(results, [a])
+    one = tb.of_gan_set(results, [a])
     assert sorted(one["error"]) == [11.0, 12.0, 20.0]  # not the 2-GAN set's, not the CIFAR-100 GAN's
-    assert list(ex.of_gan_set(results, [b, a])["error"]) == [10.0]  # order of the set does not matter
-    assert len(ex.of_gan_set(results, [a], Run(tmp_path / "classifier" / "f"))) == 3
-    assert len(ex.of_gan_set(results, [a], Run(tmp_path / "classifier" / "another-filter"))) == 0
-    assert len(ex.of_gan_set(results, [b])) == 0
+    assert list(tb.of_gan_set(results, [b, a])["error"]) == [10.0]  # order of the set does not matter
+    assert len(tb.of_gan_set(results, [a], Run(tmp_path / "classifier" / "f"))) == 3
+    assert len(tb.of_gan_set(results, [a], Run(tmp_path / "classifier" / "another-filter"))) == 0
+    assert len(tb.of_gan_set(results, [b])) == 0
 
 
 def test_correlation_p_values_are_exact_for_few_sets():
@@ -119,7 +119,7 @@ def test_correlation_p_values_are_exact_for_few_sets():
     for n in (3, 4, 5):
         err = np.arange(n, dtype=float)
         sets = pd.DataFrame({"error": err, "CAS": 100 - 3 * err, "feature FD": err ** 2})
-        corr = {r["metric"]: r for r in ex.correlations(sets)}
+        corr = {r["metric"]: r for r in tb.correlations(sets)}
         assert corr["CAS"]["spearman rho"] == -1.0 and corr["feature FD"]["spearman rho"] == 1.0
         assert corr["CAS"]["p"] == float(f"{2 / math.factorial(n):.3g}") and corr["IS"]["GAN sets"] == 0
     # an imperfect order against brute-force enumeration of every pairing
@@ -127,5 +127,5 @@ def test_correlation_p_values_are_exact_for_few_sets():
     rho = spearmanr(err, fd).statistic
     perms = [spearmanr(err, np.array(q)).statistic for q in itertools.permutations(fd)]
     want = np.mean([abs(r) >= abs(rho) - 1e-12 for r in perms])
-    got = ex.correlations(pd.DataFrame({"error": err, "feature FD": fd}))
+    got = tb.correlations(pd.DataFrame({"error": err, "feature FD": fd}))
     assert {r["metric"]: r for r in got}["feature FD"]["p"] == float(f"{want:.3g}")

@@ -68,7 +68,7 @@ class Generator(nn.Module):
         super().__init__()
         self.z_dim, self.num_classes, self.img_resolution = config.z_dim, config.num_classes, 32
         self.ch = ch = 4 * config.g_ch
-        sn = SN(config.init, config.sn_eps)
+        sn = SN(config.init, config.sn_eps, config.init_start)
         self.shared_dim = config.shared_dim
         if self.shared_dim > 0:
             # Hierarchical z: one chunk for the input layer, one per block (GANConfig checks z_dim % 4).
@@ -114,7 +114,7 @@ class Discriminator(nn.Module):
         super().__init__()
         self.num_classes, self.img_resolution = config.num_classes, 32
         ch = 4 * config.d_ch
-        sn = SN(config.init, config.sn_eps)
+        sn = SN(config.init, config.sn_eps, config.init_start)
         # 32 -> 16 -> 8 -> 8 -> 8: only the first two blocks downsample.
         self.blocks = nn.ModuleList([
             DBlock(3, ch, sn, config.block, preact=False, down=True, concat_init=config.concat_init),

@@ -6,15 +6,16 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 
-def init_weights(module: nn.Module, init: str) -> nn.Module:
-    """Initialise `module.weight` in place ("N02": N(0, 0.02), "ortho": orthogonal); zero its bias."""
+def init_weights(module: nn.Module, init: str, zero_bias: bool = True) -> nn.Module:
+    """Initialise `module.weight` in place ("N02": N(0, 0.02), "ortho": orthogonal); zero its bias, or keep
+    PyTorch's default bias (BigGAN-PyTorch initialises weights only)."""
     if init == "N02":
         nn.init.normal_(module.weight, 0.0, 0.02)
     elif init == "ortho":
         nn.init.orthogonal_(module.weight)
     else:
         raise ValueError(f"unknown init {init!r}")
-    if getattr(module, "bias", None) is not None:
+    if zero_bias and getattr(module, "bias", None) is not None:
         nn.init.zeros_(module.bias)
     return module
 
@@ -22,20 +23,29 @@ def init_weights(module: nn.Module, init: str) -> nn.Module:
 class SN:
     """Factory of spectrally normalised layers sharing one init scheme and SN epsilon.
 
-    The raw weight is initialised before SN is registered, because registering runs
-    15 power iterations on that weight to warm up the singular-vector estimate.
+    start="reference" (BigGAN-PyTorch): biases keep PyTorch's default init and the power iteration starts
+    from random vectors. start="lab": biases zero, and the vectors are the result of the 15 power iterations
+    torch runs when SN is registered (so the raw weight is initialised before registering).
     """
 
-    def __init__(self, init: str = "N02", eps: float = 1e-8):
-        self.init, self.eps = init, eps
+    def __init__(self, init: str = "N02", eps: float = 1e-8, start: str = "reference"):
+        if start not in ("reference", "lab"):
+            raise ValueError(f"unknown start {start!r}")
+        self.init, self.eps, self.start = init, eps, start
 
     def _wrap(self, module: nn.Module) -> nn.Module:
-        init_weights(module, self.init)
+        init_weights(module, self.init, zero_bias=self.start == "lab")
         return self.wrap(module)
 
     def wrap(self, module: nn.Module) -> nn.Module:
         """Spectral normalisation of `module` as it is (no re-initialisation)."""
-        return spectral_norm(module, n_power_iterations=1, eps=self.eps)
+        module = spectral_norm(module, n_power_iterations=1, eps=self.eps)
+        if self.start == "reference":  # forget torch's 15 warm-up iterations: random unit vectors, as BigGAN-PyTorch
+            sn = module.parametrizations.weight[0]
+            with torch.no_grad():
+                sn._u.copy_(F.normalize(torch.randn_like(sn._u), dim=0, eps=self.eps))
+                sn._v.copy_(F.normalize(torch.randn_like(sn._v), dim=0, eps=self.eps))
+        return module
 
     def conv(self, c_in: int, c_out: int, kernel: int = 3, bias: bool = True) -> nn.Conv2d:
         return self._wrap(nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=bias))
