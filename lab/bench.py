@@ -1,7 +1,7 @@
 """Throughput benchmarks of the training loops, fp32 eager vs the fast path, in one process."""
 import tempfile
 
-from .config import preset
+from .presets import preset
 from .train.gan import train_gan
 
 # name -> the runtime settings of one variant (of every benchmark)
@@ -168,7 +168,7 @@ def bench_metrics(n: int = 2000, batch_size: int = 200, device: str = "auto", we
     import time
 
     from .data import load_dataset
-    from .metrics import inception_metrics
+    from .fidelity import inception_metrics
     from .models import build_gan
     from .train.common import resolve_device
     from .train.gan import load_generator
@@ -188,3 +188,21 @@ def bench_metrics(n: int = 2000, batch_size: int = 200, device: str = "auto", we
              "IS + FID img/s": round(rate, 1), "FID-50k estimate (s)": round(50_000 / rate, 1),
              "IS": "not computed" if m["IS"] is None else round(m["IS"], 3), "FID": round(m["FID"], 3),
              "models": "trained run" if gan_run else "untrained"}]
+
+
+def bench_grid(gan_preset: str = "digits-smoke", steps: int = 20, runs: int = 4) -> list:
+    """Wall time of a grid of `runs` short GAN runs (seeds 0..runs-1), local backend vs Ray, each in a fresh
+    run store: what Ray costs (start-up, one process per task) or gains (runs side by side) on this machine."""
+    import os
+
+    from . import grid
+
+    cfgs = [preset(gan_preset).replace(seed=s, steps=steps, log_every=steps, ckpt_every=steps, grid_every=steps)
+            for s in range(runs)]
+    rows = []
+    for backend in ("local", "ray"):
+        with tempfile.TemporaryDirectory() as d:
+            sec = grid.wall_time(cfgs, backend, root=d)
+        rows.append({"backend": backend, "runs": runs, "G steps each": steps, "CPUs": os.cpu_count(),
+                     "wall time (s)": round(sec, 1), "s per run": round(sec / runs, 1)})
+    return rows

@@ -176,6 +176,9 @@ class ClassifierConfig(Config):
     source: str = opt("real", choices=("real", "gan"))  # real training images, or GAN samples (Algorithm 1)
     subset: int = opt(0, lo=0)  # real: a seeded class-balanced subset of this size; 0 = the whole train split
     subset_seed: int = opt(0, lo=0)  # real: seed of the subset
+    # real: train on a synthetic set written by `python -m lab synthesize` (its folder) instead of the real
+    # split; the test split stays the dataset's real one
+    train_folder: str = opt("", legacy="")
     augment: bool = opt(True)  # real: random crop (+ flip for CIFAR) per batch
     gans: tuple[str, ...] = opt(())  # gan: names of the GAN runs mixed uniformly
     threshold: float | None = opt(None, lo=0, hi=1)  # gan: Algorithm 1 threshold; None = unfiltered
@@ -209,87 +212,12 @@ class ClassifierConfig(Config):
             raise ConfigError("ClassifierConfig.gans must name at least one GAN run when source='gan'.")
         if self.source == "real" and (self.gans or self.threshold is not None or self.filter or self.balanced):
             raise ConfigError("ClassifierConfig.gans/threshold/filter/balanced only apply to source='gan'.")
+        if self.source == "gan" and self.train_folder:
+            raise ConfigError("ClassifierConfig.train_folder only applies to source='real' (a synthetic set on disk).")
 
     @property
     def num_classes(self) -> int:
         return DATASET_CLASSES[self.dataset]
-
-
-# --- Presets -------------------------------------------------------------------------
-# Paper profile: BigGAN-PyTorch's launch_cifar_ema.sh (ch 64, batch 50, 4 D steps, Adam 2e-4
-# betas (0, 0.999), EMA 0.9999 from step 1000, 500 epochs = 125k G steps).
-_PAPER = dict(steps=125_000)
-# Smoke profile: the same architecture at 1/8 of the width on the embedded digits, with a faster
-# schedule (2 D steps, lr 5e-4, EMA from step 200): recognisable, class-conditional digits after
-# about 800 G steps, a few minutes on a 2-core CPU.
-_SMOKE = dict(
-    dataset="digits", g_ch=8, d_ch=8, batch_size=32, d_steps=2, g_lr=5e-4, d_lr=5e-4, init_start="lab",
-    ema_start=200, ema_decay=0.995, steps=800, log_every=20, ckpt_every=200, grid_every=200,
-)
-
-# Study profile (Fashion-MNIST on a 2-core CPU, lab.profiles): the smoke profile's architecture and schedule
-# as it stood when the study ran (kept here in full, so that the smoke profile can change without touching it),
-# a slower EMA, 2,000 G steps (about 8 minutes): class-conditional garments (the filter classifier assigns
-# three quarters of the samples to their class).
-_STUDY = dict(
-    dataset="fashion", g_ch=8, d_ch=8, batch_size=32, d_steps=2, g_lr=5e-4, d_lr=5e-4, init_start="lab",
-    ema_start=500, ema_decay=0.999, steps=2000, log_every=50, ckpt_every=500, grid_every=500,
-)
-
-PRESETS = {
-    "digits-smoke": lambda: GANConfig(**_SMOKE),
-    "digits-concat-smoke": lambda: GANConfig(**_SMOKE, block="concat"),
-    "fashion-study": lambda: GANConfig(**_STUDY),
-    "fashion-concat-study": lambda: GANConfig(**_STUDY, block="concat"),
-    "cifar10-paper": lambda: GANConfig(dataset="cifar10", **_PAPER),
-    "cifar10-concat-paper": lambda: GANConfig(dataset="cifar10", block="concat", **_PAPER),
-    "cifar100-paper": lambda: GANConfig(dataset="cifar100", **_PAPER),
-    "cifar100-concat-paper": lambda: GANConfig(dataset="cifar100", block="concat", **_PAPER),
-    # Classifiers: the paper's ResNet-18 for 156,250 steps of batch 64 (its 200 epochs of 50k); the smoke one
-    # narrow and short.
-    "classifier-cifar10-paper": lambda: ClassifierConfig(dataset="cifar10"),
-    "classifier-cifar100-paper": lambda: ClassifierConfig(dataset="cifar100"),
-    "classifier-svhn-paper": lambda: ClassifierConfig(dataset="svhn"),
-    "classifier-digits-smoke": lambda: ClassifierConfig(
-        dataset="digits", width=8, batch_size=64, steps=400, lr=0.05, log_every=20, eval_every=100, ckpt_every=100,
-    ),
-    # Study: the smoke classifier (ResNet-18 at width 8, 0.18 M parameters) for 1,000 steps of 64 (about one
-    # epoch of the 60k); about a minute per run on a 2-core CPU.
-    "classifier-fashion-study": lambda: ClassifierConfig(
-        dataset="fashion", width=8, batch_size=64, steps=1000, lr=0.05, log_every=100, eval_every=1000,
-        ckpt_every=500,
-    ),
-    # EC-GAN (ECGANConfig is defined below; a preset resolves it when called). Paper: SVHN, λ 0.1, t 0.7,
-    # full ResNet-18, 100 epochs; the grid sets method and fraction.
-    "svhn-ecgan-paper": lambda: ECGANConfig(),
-    # The official notebook as written: t = 0.2 (the author confirmed the paper's 0.7 in issue #3, but the
-    # code runs 0.2), ResNet width 16, real images in [0, 1], two C steps, PyTorch-default init, BN on D's
-    # first layer, batches re-drawn every step. Its EC-GAN cell has no augmentation and weight decay 1e-3.
-    "svhn-ecgan-official": lambda: ECGANConfig(
-        threshold=0.2, classifier_width=16, real_range="[0,1]", c_steps=2, dcgan_init=False, d_first_bn=True,
-        sampling="independent",
-    ),
-    # Smoke: digits, 25 % labelled (1,000 images), narrow G/D/C (the smoke BigGAN for ecgan-biggan), lr 1e-3,
-    # 300 iterations (~10 epochs) on a 2-core CPU, evaluated every 3 epochs.
-    "digits-ecgan-smoke": lambda: ECGANConfig(
-        dataset="digits", fraction=0.25, classifier_width=8, ngf=16, ndf=16, biggan="digits-smoke", batch_size=32,
-        lr=1e-3, steps=300, log_every=20, eval_every=100, ckpt_every=100,
-    ),
-    # Study: Fashion-MNIST, C = the study's ResNet-18 (width 8), DCGAN at half width (ngf = ndf = 32), the study's
-    # BigGAN for ecgan-biggan; 400 iterations of 64 at every labelled fraction (same #steps for every method:
-    # 4.3 epochs of the 10 % subset, 1.4 of the 30 %), evaluated every 200.
-    "fashion-ecgan-study": lambda: ECGANConfig(
-        dataset="fashion", classifier_width=8, ngf=32, ndf=32, biggan="fashion-study", steps=400, log_every=50,
-        eval_every=200, ckpt_every=200,
-    ),
-}
-
-
-def preset(name: str) -> Config:
-    """A fresh copy of the named preset's config."""
-    if name not in PRESETS:
-        raise ConfigError(f"Unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.")
-    return PRESETS[name]()
 
 
 @dataclass
@@ -370,6 +298,8 @@ class ECGANConfig(Config):
 
     def __post_init__(self):
         super().__post_init__()
+        from .presets import PRESETS
+
         # Only the named preset is built: building every preset here would build this one again (recursion).
         if self.method == "ecgan-biggan" and not (self.biggan in PRESETS and isinstance(PRESETS[self.biggan](), GANConfig)):
             gans = [k for k in PRESETS if k.endswith(("-paper", "-smoke", "-study")) and "ecgan" not in k
@@ -382,5 +312,7 @@ class ECGANConfig(Config):
 
     def biggan_config(self) -> GANConfig:
         """The BigGAN of method "ecgan-biggan": the `biggan` preset on this run's dataset and seed."""
+        from .presets import preset
+
         return preset(self.biggan).replace(dataset=self.dataset, data_root=self.data_root, seed=self.seed,
                                            batch_size=self.batch_size, device=self.device)

@@ -48,10 +48,10 @@ def filtered_pseudo_label_loss(logits_real, y_real, logits_fake, y_fake, lam: fl
     extension, method "ecgan-biggan"): CE(C(x), y) + lam * CE(C(G(z, y_c)), y_c) over the accepted fakes.
 
     A fake generated for class y_c is accepted iff C's argmax is y_c and C's probability of y_c is strictly
-    above `threshold` (`lab.sampling.accept`); its label is y_c. The generated term is the mean over the
+    above `threshold` (`lab.algorithm1.accept`); its label is y_c. The generated term is the mean over the
     accepted fakes, 0 if none (as `ecgan_classifier_loss`).
     """
-    from .sampling import accept
+    from .algorithm1 import accept
 
     real = F.cross_entropy(logits_real, y_real)
     probs = logits_fake.detach().softmax(dim=1, dtype=torch.promote_types(logits_fake.dtype, torch.float32))

@@ -234,7 +234,7 @@ def filter_bars(stats, class_names, title: str = None, max_classes: int = 100, a
 
 
 def acceptance_vs_threshold(table):
-    """Overall acceptance rate of Algorithm 1 against the threshold (rows of `sampling.acceptance_table`)."""
+    """Overall acceptance rate of Algorithm 1 against the threshold (rows of `algorithm1.acceptance_table`)."""
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
     d = table[table["threshold"].notna()]  # None is the unfiltered stream: everything accepted
     ax.plot(d["threshold"].astype(float), 100 * d["acceptance"], marker="o", ms=4, lw=1, label="accepted")
@@ -251,7 +251,7 @@ def acceptance_heatmap(rates, class_names, thresholds):
     which classes the filter starves as the threshold rises (the paper's Fig. 6-7, over all thresholds).
 
     Args:
-        rates: (C, T) acceptance rates in [0, 1], e.g. from `lab.sampling.acceptance_matrix`.
+        rates: (C, T) acceptance rates in [0, 1], e.g. from `lab.algorithm1.acceptance_matrix`.
     """
     import seaborn as sns
 
@@ -347,5 +347,20 @@ def sweep(results, param: str, value: str = "final_accuracy", xlabel: str = None
     g = results.groupby(param)[value].agg(["mean", "std"]).reset_index()
     ax.errorbar(g[param], g["mean"], yerr=g["std"].fillna(0), marker="o", ms=4, lw=1, capsize=2)
     ax.set(xlabel=xlabel or param, ylabel=ylabel)
+    fig.tight_layout()
+    return fig
+
+
+def last_grids(named: dict, width: float = 3.0):
+    """The last sample grid (samples/step-*.png) of each named run, side by side, titled with its step."""
+    fig, axes = plt.subplots(1, len(named), figsize=(width * len(named), width + 0.4), squeeze=False)
+    for ax, (label, run) in zip(axes[0], named.items()):
+        grids = sorted((run.path / "samples").glob("step-*.png"))
+        ax.set_axis_off()
+        if grids:
+            ax.imshow(plt.imread(grids[-1]))
+            ax.set_title(f"{label}, {grids[-1].stem}", fontsize=8)
+        else:
+            ax.set_title(f"{label}: no sample grid", fontsize=8)
     fig.tight_layout()
     return fig

@@ -9,14 +9,15 @@
 """
 from dataclasses import dataclass
 
-from .config import preset
+from .presets import preset
 from .errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Profile:
     name: str
-    dataset: str  # the dataset of notebooks 00-06 when their DATASET is None
+    dataset: str  # the dataset of notebooks 00-06 (05: `block_dataset`) when their DATASET is None
+    block_dataset: str  # notebook 05's (add vs concat): the paper compares the blocks on CIFAR-100
     ecgan_dataset: str  # the dataset of notebook 07 (EC-GAN)
     real_fractions: tuple  # real subsets, as fractions of the training split (the last is the whole split)
     gan_counts: tuple  # sizes of the GAN sets mixed in notebook 06
@@ -27,6 +28,7 @@ class Profile:
     n_fid_reference: int  # real training images FID compares with (a seeded subset)
     pool_per_class: int  # samples per class in notebook 03's cached pool
     filter_steps: int | None  # steps of Algorithm 1's filter classifier (None: as long as the classifiers)
+    n_synth: int  # images of notebook 08's synthetic dataset written from a generator card
     ecgan_fractions: tuple  # labelled fractions of EC-GAN's table
     ecgan_seeds: tuple  # seeds of every EC-GAN run of the table
     biggan_seeds: tuple  # seeds of the "EC-GAN, BigGAN + Alg. 1" column (its most expensive run)
@@ -35,21 +37,25 @@ class Profile:
 
 
 _PAPER_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)  # 10k..50k of CIFAR's 50k
+_SWEEP = (None, 0.5, 0.9, 0.99)
 PROFILES = {
-    "smoke": Profile("smoke", "digits", "digits", _PAPER_FRACTIONS, gan_counts=(1, 2), classifier_seeds=(0,),
-                     sweep=(None, 0.5, 0.9, 0.99), n_metrics=1000, n_fid=0, n_fid_reference=1000, pool_per_class=200, filter_steps=None,
-                     ecgan_fractions=(0.25,), ecgan_seeds=(0,), biggan_seeds=(0,), lambda_sweep=(0.0, 0.1, 0.5), t_sweep=(0.5, 0.7, 0.9)),
-    # 10k, 20k, ..., 60k of Fashion-MNIST's 60k training images.
-    "study": Profile("study", "fashion", "fashion", tuple(k / 6 for k in range(1, 7)), gan_counts=(1, 2, 4),
-                     classifier_seeds=(0, 1, 2), sweep=(None, 0.5, 0.9, 0.99), n_metrics=2000, n_fid=2000, n_fid_reference=2000,
-                     pool_per_class=500, filter_steps=4000, ecgan_fractions=(0.1, 0.2, 0.3), ecgan_seeds=(0, 1, 2),
-                     biggan_seeds=(0,),
-                     lambda_sweep=(0.0, 0.1, 0.5), t_sweep=(0.5, 0.7, 0.9)),
-    "paper": Profile("paper", "cifar10", "svhn", _PAPER_FRACTIONS, gan_counts=(1, 2, 4, 6), classifier_seeds=(0, 1, 2),
-                     sweep=(None, 0.5, 0.9, 0.99), n_metrics=50_000, n_fid=50_000, n_fid_reference=50_000, pool_per_class=1000,
-                     filter_steps=None,
-                     ecgan_fractions=(0.1, 0.15, 0.2, 0.25, 0.3), ecgan_seeds=(0, 1, 2), biggan_seeds=(0, 1, 2),
-                     lambda_sweep=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9), t_sweep=(0.5, 0.7, 0.9)),
+    "smoke": Profile(
+        "smoke", dataset="digits", block_dataset="digits", ecgan_dataset="digits", real_fractions=_PAPER_FRACTIONS, gan_counts=(1, 2),
+        classifier_seeds=(0,), sweep=_SWEEP, n_metrics=1000, n_fid=0, n_fid_reference=1000, pool_per_class=200,
+        filter_steps=None, n_synth=2000, ecgan_fractions=(0.25,), ecgan_seeds=(0,), biggan_seeds=(0,),
+        lambda_sweep=(0.0, 0.1, 0.5), t_sweep=(0.5, 0.7, 0.9)),
+    "study": Profile(
+        "study", dataset="fashion", block_dataset="fashion", ecgan_dataset="fashion",
+        real_fractions=tuple(k / 6 for k in range(1, 7)),  # 10k, 20k, ..., 60k of Fashion-MNIST's 60k
+        gan_counts=(1, 2, 4), classifier_seeds=(0, 1, 2), sweep=_SWEEP, n_metrics=2000, n_fid=2000,
+        n_fid_reference=2000, pool_per_class=500, filter_steps=4000, n_synth=10_000, ecgan_fractions=(0.1, 0.2, 0.3),
+        ecgan_seeds=(0, 1, 2), biggan_seeds=(0,), lambda_sweep=(0.0, 0.1, 0.5), t_sweep=(0.5, 0.7, 0.9)),
+    "paper": Profile(
+        "paper", dataset="cifar10", block_dataset="cifar100", ecgan_dataset="svhn", real_fractions=_PAPER_FRACTIONS, gan_counts=(1, 2, 4, 6),
+        classifier_seeds=(0, 1, 2), sweep=_SWEEP, n_metrics=50_000, n_fid=50_000, n_fid_reference=50_000,
+        pool_per_class=1000, filter_steps=None, n_synth=50_000, ecgan_fractions=(0.1, 0.15, 0.2, 0.25, 0.3),
+        ecgan_seeds=(0, 1, 2), biggan_seeds=(0, 1, 2), lambda_sweep=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9),
+        t_sweep=(0.5, 0.7, 0.9)),
 }
 PROFILES["official"] = Profile(**{**PROFILES["paper"].__dict__, "name": "official"})
 

@@ -16,7 +16,7 @@ import torch
 from . import experiments as ex
 from . import plots, profiles
 from . import tables as tb
-from .config import GANConfig
+from .config import ClassifierConfig, GANConfig
 from .data import load_dataset
 from .runs import Run, run_dir
 
@@ -49,15 +49,15 @@ def load(root, profile: str = "study", data_root: str = "data") -> Study:
     n_train = len(load_dataset(P.dataset, "train", data_root))
     gans = {(b, s): Run(run_dir(ex.gan_config(profile, P.dataset, b, s, data_root), root))
             for b, seeds in (("add", range(max(P.gan_counts))), ("concat", (0,))) for s in seeds}
-    filt = Run(run_dir(ex.filter_config(profile, P.dataset, data_root), root))
+    filt = Run(run_dir(ex.filter_config(profile, P.dataset, data_root), root))  # Algorithm 1's classifier
     res = pd.DataFrame(tb.classifier_results(root, P.dataset))
-    if len(res):  # exactly the configs the notebooks train (any seed), nothing else of the store
-        add = [gans[("add", k)] for k in range(max(P.gan_counts))]
-        streams = [(add[:k], t) for k in P.gan_counts for t in (THRESHOLD, None)]
-        streams += [([gans[("concat", 0)]], t) for t in (THRESHOLD, None)] + [(add[:1], t) for t in P.sweep]
-        cfgs = [ex.gan_classifier_config(base, g, filt, t) for g, t in streams]
-        cfgs += [c for m in ("steps", "epochs") for c in ex.real_subset_configs(base, n_train, m, P.real_fractions)]
-        res = res[res["config"].isin({tb.grid_key(c) for c in cfgs})].reset_index(drop=True)
+    if len(res):  # exactly the classifiers the notebooks' grids train (any seed), nothing else of the store
+        grids = (ex.threshold_sweep_grid(profile, P.dataset, data_root=data_root)
+                 + ex.block_grid(profile, P.dataset, data_root=data_root)
+                 + ex.multi_gan_grid(profile, P.dataset, data_root=data_root))
+        fcfg = ex.filter_config(profile, P.dataset, data_root)  # a row of its own only where it is the 100 % run
+        keys = {tb.grid_key(c) for c in grids if isinstance(c, ClassifierConfig) and (c != fcfg or not P.filter_steps)}
+        res = res[res["config"].isin(keys)].reset_index(drop=True)
     real = tb.real_results(res, base, n_train, P.real_fractions) if len(res) else pd.DataFrame()
     sets = tb.gan_set_rows(res, root, THRESHOLD) if len(res) else pd.DataFrame()
     ec_base = ex.ecgan_config(profile, data_root, lam=LAMBDA, threshold=T)
@@ -238,7 +238,7 @@ def figures(s: Study, out_dir) -> list:
     done = s.results[(s.results["source"] == "gan") & (s.results["threshold"] == THRESHOLD)
                      & (s.results["gan_names"] == (add[0].path.name,)) & (s.results["seed"] == 0)]
     if len(done):
-        from .sampling import FilterStats
+        from .algorithm1 import FilterStats
 
         rows = Run(s.root / "classifier" / done.iloc[0]["run"]).done().get("filter_stats", [])
         if rows:

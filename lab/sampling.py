@@ -3,14 +3,14 @@ Algorithm 1's classifier-filtered, class-balanced stream over one or several GAN
 import contextlib
 import itertools
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import to_float, to_uint8
+from .algorithm1 import FilterStats, _judge, unfiltered
+from .data import to_uint8
 from .errors import ConfigError, LabError
 
 
@@ -47,87 +47,6 @@ def interpolate(G, y: int, steps: int = 8, n: int = 4, seed: int = 0):
 # Pham et al., section III-A: y ~ U(0, C), z ~ N(0, I), x = G(z, y); keep x iff
 # argmax(p) == y and p[y] > thresh, where p = softmax(classifier(x)). Section III-C: with
 # several GANs, each sample comes from one of them chosen uniformly at random.
-
-
-def _judge(probs: torch.Tensor, y: torch.Tensor, threshold: float):
-    """(keep, wrong_class) masks (B,) of Algorithm 1's rule."""
-    y = y.to(probs.device)
-    right = probs.argmax(dim=1) == y  # ties: torch.argmax returns the FIRST maximal index
-    p_y = probs.gather(1, y[:, None]).squeeze(1)
-    return right & (p_y > threshold), ~right
-
-
-def accept(probs: torch.Tensor, y: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Algorithm 1's rule: keep sample i iff argmax(probs[i]) == y[i] and probs[i, y[i]] > threshold (strict).
-
-    On ties the first maximal index is the argmax (torch.argmax's documented behaviour), so a
-    sample whose label ties with a smaller class index is rejected as wrong-class. The threshold
-    is compared in `probs`' dtype (a float32 0.3 equals the threshold 0.3 and is rejected).
-    This is the bare rule; `FilteredSampler` and `pool_stats` treat threshold None as "no filtering"
-    (the paper's "before filtering" row) and do not call it. Threshold 0 still filters: it drops every
-    sample of the wrong class and keeps the right-class ones (whose probability is > 0).
-
-    Args:
-        probs: (B, C) softmax probabilities.
-        y: (B,) int labels.
-        threshold: float in [0, 1].
-    Returns:
-        bool mask (B,).
-    """
-    return _judge(probs, y, threshold)[0]
-
-
-@dataclass
-class FilterStats:
-    """Per-class int64 counts of Algorithm 1: drawn == accepted + wrong_class + low_confidence."""
-
-    drawn: torch.Tensor  # (C,) samples generated with label c
-    accepted: torch.Tensor  # (C,) kept by the rule
-    wrong_class: torch.Tensor  # (C,) rejected because argmax(p) != c
-    low_confidence: torch.Tensor  # (C,) argmax(p) == c but p[c] <= threshold
-
-    @classmethod
-    def zeros(cls, num_classes: int, device=None) -> "FilterStats":
-        return cls(*(torch.zeros(num_classes, dtype=torch.int64, device=device) for _ in range(4)))
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.drawn)
-
-    def _tensors(self):
-        return (self.drawn, self.accepted, self.wrong_class, self.low_confidence)
-
-    def count(self, y: torch.Tensor, keep: torch.Tensor, wrong: torch.Tensor) -> "FilterStats":
-        """Add one round of draws: labels y, rule outcome `keep`, `wrong` class masks (all (B,))."""
-        low = ~keep & ~wrong
-        for total, mask in zip(self._tensors(), (torch.ones_like(keep), keep, wrong, low)):
-            total.index_add_(0, y.to(total.device), mask.to(total.device, torch.int64))
-        return self
-
-    def add(self, other: "FilterStats") -> "FilterStats":
-        """In place: self += other (e.g. to merge the stats of several samplers)."""
-        for a, b in zip(self._tensors(), other._tensors()):
-            a += b.to(a.device)
-        return self
-
-    def reset(self) -> "FilterStats":
-        for a in self._tensors():
-            a.zero_()
-        return self
-
-    def acceptance_rate(self) -> torch.Tensor:
-        """accepted / drawn per class, float64 (C,); NaN for a class never drawn."""
-        return self.accepted.double() / self.drawn.double()
-
-    def to_rows(self, class_names=None) -> list:
-        """One dict per class (for `pandas.DataFrame`): class, name, the four counts, acceptance_rate."""
-        cols = [t.tolist() for t in self._tensors()] + [self.acceptance_rate().tolist()]
-        keys = ("drawn", "accepted", "wrong_class", "low_confidence", "acceptance_rate")
-        rows = []
-        for c in range(self.num_classes):
-            row = {"class": c, "name": class_names[c] if class_names else str(c)}
-            rows.append(row | {k: col[c] for k, col in zip(keys, cols)})
-        return rows
 
 
 def _module_device(m: nn.Module) -> torch.device:
@@ -183,10 +102,6 @@ def _first_true(mask: torch.Tensor, n: int):
     """Indices of the True entries (there are exactly n, known on the host) and of the rest, in order."""
     order = torch.argsort((~mask).to(torch.uint8), stable=True)
     return order[:n], order[n:]
-
-
-def _unfiltered(threshold) -> bool:
-    return threshold is None
 
 
 class FilteredSampler:
@@ -250,7 +165,7 @@ class FilteredSampler:
             raise ConfigError(f"The generators have {sorted(classes)} classes; pass GANs of one dataset.")
         if threshold is not None and not 0 <= threshold <= 1:
             raise ConfigError(f"threshold must be None or in [0, 1], got {threshold}.")
-        if not _unfiltered(threshold) and classifier is None:
+        if not unfiltered(threshold) and classifier is None:
             raise ConfigError(f"threshold {threshold} needs a classifier; pass one or use threshold=None.")
         if starved not in ("drop", "raise"):
             raise ConfigError(f"starved must be 'drop' or 'raise', got {starved!r}.")
@@ -325,9 +240,9 @@ class FilteredSampler:
         """Draws for this round: the shortfall over an (optimistic) acceptance-rate estimate, per class
         (balanced; `short` per class) or in all (`short` a count), at most `draw_batch`."""
         if not self.balanced:
-            rate = 1.0 if _unfiltered(self.threshold) else (self._accepted.sum() + 1) / (self._drawn.sum() + 1)
+            rate = 1.0 if unfiltered(self.threshold) else (self._accepted.sum() + 1) / (self._drawn.sum() + 1)
             return int(min(self.draw_batch, max(1, np.ceil(self.MARGIN * short / rate))))
-        if _unfiltered(self.threshold):
+        if unfiltered(self.threshold):
             want = short
         else:
             rate = (self._accepted + 1) / (self._drawn + 1)
@@ -353,7 +268,7 @@ class FilteredSampler:
         gen_idx = torch.randint(len(self.generators), (len(y_host),), generator=self._host_rng)
         x = _mixture(self.generators, y_host, gen_idx, self._rng, dev, self._amp)
         y = y_host.to(dev)
-        if _unfiltered(self.threshold):
+        if unfiltered(self.threshold):
             keep = torch.ones(len(y), dtype=torch.bool, device=dev)
             wrong = ~keep
         else:
@@ -364,11 +279,13 @@ class FilteredSampler:
         # `room` of all, unbalanced); dropping by arrival order, never by content, keeps the kept ones
         # i.i.d. from p(x | y, accepted).
         if self.balanced:
-            room = np.maximum(self.buffer_per_class - self._held, 0)
+            # A class's quota grows as others starve (B / K for K fed classes): the cap grows with it.
+            cap = max(self.buffer_per_class, -(-self.batch_size // (C - len(self.starved_classes))))
+            room = np.maximum(cap - self._held, 0)
             store = keep & (_rank_in_class(y, keep, C) < torch.from_numpy(room).to(dev)[y])
         else:
             store = keep & (keep.long().cumsum(0) <= max(self.buffer_per_class * C - int(self._held.sum()), 0))
-        if _unfiltered(self.threshold) and self.balanced:
+        if unfiltered(self.threshold) and self.balanced:
             acc = stored = n_c
         else:  # the one device -> host read of the round
             counts = torch.zeros(2, C, dtype=torch.int64, device=dev)
@@ -453,43 +370,3 @@ def sample_pool(generators, classifier, n_per_class: int, seed: int = 0, batch_s
     return {"images": torch.cat(images), "labels": labels, "probs": torch.cat(probs), "generator": gen_idx}
 
 
-def pool_stats(pool: dict, threshold) -> FilterStats:
-    """FilterStats of `pool` (from `sample_pool`) at `threshold`; None accepts everything, as the sampler."""
-    y, probs = pool["labels"], pool["probs"]
-    if _unfiltered(threshold):
-        keep = torch.ones(len(y), dtype=torch.bool)
-        wrong = ~keep
-    else:
-        keep, wrong = _judge(probs, y, threshold)
-    return FilterStats.zeros(probs.shape[1]).count(y, keep, wrong)
-
-
-def acceptance_table(pool: dict, thresholds) -> list:
-    """Overall fractions of the pool accepted / wrong class / below threshold, one row per threshold."""
-    rows = []
-    for t in thresholds:
-        s = pool_stats(pool, t)
-        n = int(s.drawn.sum())
-        rows.append({"threshold": t, "acceptance": int(s.accepted.sum()) / n,
-                     "wrong_class": int(s.wrong_class.sum()) / n, "low_confidence": int(s.low_confidence.sum()) / n,
-                     "classes_below_10pct": int((s.acceptance_rate() < 0.1).sum())})
-    return rows
-
-
-def acceptance_matrix(pool: dict, thresholds) -> torch.Tensor:
-    """Per-class acceptance rates of the pool at each threshold, float64 (C, len(thresholds))."""
-    return torch.stack([pool_stats(pool, t).acceptance_rate() for t in thresholds], dim=1)
-
-
-def pool_examples(pool: dict, threshold, per_class: int = 8, max_classes: int = 10):
-    """The first `per_class` samples of each class (of the first `max_classes`) that `threshold` keeps
-    (all samples for None): (x float (N, 3, 32, 32) in [-1, 1], y (N,)), classes with too few skipped."""
-    y = pool["labels"]
-    keep = torch.ones_like(y, dtype=torch.bool) if _unfiltered(threshold) else accept(pool["probs"], y, threshold)
-    idx = []
-    for c in range(min(int(y.max()) + 1, max_classes)):
-        hits = torch.nonzero(keep & (y == c)).flatten()[:per_class]
-        if len(hits) == per_class:
-            idx.append(hits)
-    idx = torch.cat(idx) if idx else torch.zeros(0, dtype=torch.int64)
-    return to_float(pool["images"][idx]), y[idx]

@@ -2,7 +2,8 @@
 Table 1 beside the papers' values (`lab.papers`), one markdown/LaTeX writer and the correlation study."""
 import json
 
-from .config import ClassifierConfig, ECGANConfig, GANConfig, preset
+from .config import ClassifierConfig, ECGANConfig, GANConfig
+from .presets import preset
 from .data import load_dataset
 from .experiments import FRACTIONS, REAL_FRACTIONS, real_subset_configs, store
 from .models import build_gan, param_count, size_mb

@@ -6,7 +6,7 @@ from IPython.display import display
 
 from . import plots
 from .data import to_float
-from .sampling import accept, pool_stats
+from .algorithm1 import accept, pool_stats
 
 
 class ThresholdExplorer(W.VBox):

@@ -5,11 +5,16 @@ under a fresh temp root, with torchvision's expected checksums patched to theirs
 ``tests/fixtures.py``); each yields a ``FakeData`` (``.root``, ``.pixels(split)``,
 ``.labels(split)``, ``.classes``). ``digits_train`` / ``digits_test``: the embedded digits, loaded once.
 """
+import os
 import socket
 import urllib.error
 import urllib.request
 
 import pytest
+
+# precision="auto" on a CPU picks bf16 where a short measurement finds it faster (lab.train.common); the tests
+# pin fp32 so that their numbers do not depend on the machine (tests/test_runtime.py tests both branches).
+os.environ.setdefault("LAB_CPU_BF16", "0")
 
 from fixtures import FakeData, patch_checksums, write_cifar10, write_cifar100, write_svhn  # tests/ is on sys.path
 

@@ -5,7 +5,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lab.config import GANConfig, preset
+from lab.config import GANConfig
+from lab.presets import preset
 from lab.errors import ConfigError
 from lab.models import build_gan, param_count, size_mb, size_mib
 from lab.models.biggan import DBlock, GBlock

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from lab.config import preset
+from lab.presets import preset
 from lab.data import load_dataset, subset
 from lab.errors import ConfigError
 from lab.train.classifier import evaluate, lr_factor, train_classifier
@@ -52,8 +52,8 @@ def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, digits):
     assert [s["step"] for s in a.stats()][:5] == [1, 2, 3, 4, 5]
     b = train_classifier(cfg, train, tmp_path / "b")  # resumes from the checkpoint of step 4
     sa, sb = a.load_checkpoint(), b.load_checkpoint()
-    for k in sa["model"]:
-        assert torch.equal(sa["model"][k], sb["model"][k]), k
+    for k in sa["models"]["model"]:
+        assert torch.equal(sa["models"]["model"][k], sb["models"]["model"][k]), k
     strip = lambda st: [{k: v for k, v in s.items() if k != "sec_per_step"} for s in st]
     assert strip(a.stats()) == strip(b.stats())
     assert a.done()["error"] == b.done()["error"]
@@ -140,8 +140,9 @@ def test_training_on_a_filtered_stream_resumes_exactly(tmp_path, digits, trained
         train_classifier(cfg, stream(), tmp_path / "b", on_step=crash_at_5)
     b = train_classifier(cfg, stream(), tmp_path / "b")
     sa, sb = a.load_checkpoint(), b.load_checkpoint()
-    assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
-    assert sa["source"]["accepted"] == sb["source"]["accepted"] and sum(sa["source"]["accepted"]) >= 7 * 32
+    assert all(torch.equal(sa["models"]["model"][k], sb["models"]["model"][k]) for k in sa["models"]["model"])
+    assert sa["samplers"]["source"]["accepted"] == sb["samplers"]["source"]["accepted"]
+    assert sum(sa["samplers"]["source"]["accepted"]) >= 7 * 32
     assert a.done()["error"] == b.done()["error"]
 
 
@@ -156,7 +157,7 @@ def test_divergence_stops_with_one_error_and_keeps_the_last_good_checkpoint(tmp_
     assert not run.is_done()
     if run.has_checkpoint():  # whatever was saved is finite, and the message names its step
         state = run.load_checkpoint()
-        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+        assert all(torch.isfinite(v).all() for v in state["models"]["model"].values() if v.is_floating_point())
         assert f"checkpoint of step {state['step']}" in str(err.value)
     else:
         assert "no checkpoint had been written" in str(err.value)

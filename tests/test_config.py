@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from lab.config import PRESETS, ClassifierConfig, GANConfig, preset
+from lab.config import ClassifierConfig, GANConfig
+from lab.presets import PRESETS, preset
 from lab.errors import ConfigError, LabError
 
 

@@ -9,7 +9,8 @@ import torch
 
 import lab.train.ecgan as ec
 import lab.train.ecgan_phases as phases
-from lab.config import PRESETS, ECGANConfig, preset
+from lab.config import ECGANConfig
+from lab.presets import PRESETS, preset
 from lab.data import subset, to_float
 from lab.errors import ConfigError, DivergenceError
 from lab.losses import shared_d_loss
@@ -99,7 +100,7 @@ def test_shared_loss_matches_its_formula():
 def nets(digits_train):
     cfg = tiny()
     torch.manual_seed(0)
-    m = ec.build_models(cfg)
+    m = phases.build_models(cfg)
     opts = {k: torch.optim.Adam(v.parameters(), lr=1e-2) for k, v in m.items()}
     x = to_float(digits_train.images[:16])
     return m, opts, x, digits_train.targets[:16]
@@ -111,17 +112,17 @@ def test_each_phase_changes_only_its_own_network(nets):
     x_fake = G(torch.randn(16, 100))  # with G's graph, as in the loop
     before = {k: snapshot(v) for k, v in m.items()}
 
-    ec.d_phase(D, opts["D"], x, x_fake, AMP)
+    phases.d_phase(D, opts["D"], x, x_fake, AMP)
     assert not same(snapshot(D), before["D"]) and same(snapshot(G), before["G"]) and same(snapshot(C), before["C"])
     assert all(p.grad is None for p in G.parameters())  # the fakes were detached
 
     before = {k: snapshot(v) for k, v in m.items()}
-    ec.g_phase(D, opts["G"], x_fake, AMP)
+    phases.g_phase(D, opts["G"], x_fake, AMP)
     assert not same(snapshot(G), before["G"]) and same(snapshot(D), before["D"]) and same(snapshot(C), before["C"])
 
     opts["G"].zero_grad(set_to_none=True)
     before = {k: snapshot(v) for k, v in m.items()}
-    out = ec.c_phase(C, opts["C"], x, y, x_fake, 0.1, 0.0, 1, AMP)  # t = 0: every fake is pseudo-labelled
+    out = phases.c_phase(C, opts["C"], x, y, x_fake, 0.1, 0.0, 1, AMP)  # t = 0: every fake is pseudo-labelled
     assert out["kept"] == 1.0
     assert not same(snapshot(C), before["C"]) and same(snapshot(G), before["G"]) and same(snapshot(D), before["D"])
     assert all(p.grad is None for p in G.parameters())  # C's loss never reaches G
@@ -137,23 +138,23 @@ def test_bn_stats_real_keeps_fakes_out_of_the_running_statistics(nets):
         for freeze in (True, False):
             C = copy.deepcopy(m["C"])
             opt = torch.optim.Adam(C.parameters(), lr=1e-2)
-            ec.c_phase(C, opt, x, y, x_fake, 0.1, 0.5, c_steps, AMP, freeze_bn=freeze)
+            phases.c_phase(C, opt, x, y, x_fake, 0.1, 0.5, c_steps, AMP, freeze_bn=freeze)
             assert same(stats(C), stats(ref)) == freeze
 
 
 def test_shared_phases_change_only_their_network(digits_train):
     torch.manual_seed(0)
     for method in ("shared-dcgan", "shared-resnet"):
-        m = ec.build_models(tiny(method=method))
+        m = phases.build_models(tiny(method=method))
         G, D = m["G"], m["D"]
         opt_D, opt_G = torch.optim.Adam(D.parameters()), torch.optim.Adam(G.parameters())
         x, y = to_float(digits_train.images[:16]), digits_train.targets[:16]
         x_fake = G(torch.randn(16, 100))
         g0, d0 = snapshot(G), snapshot(D)
-        ec.shared_phase(D, opt_D, x, y, x_fake, 0.1, 0.7, AMP)
+        phases.shared_phase(D, opt_D, x, y, x_fake, 0.1, 0.7, AMP)
         assert same(snapshot(G), g0) and not same(snapshot(D), d0)
         d0 = snapshot(D)
-        ec.g_phase(D, opt_G, x_fake, AMP)
+        phases.g_phase(D, opt_G, x_fake, AMP)
         assert not same(snapshot(G), g0) and same(snapshot(D), d0)
 
 
@@ -270,7 +271,7 @@ def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, digits_train, officia
     for role in sa["models"]:
         for k in sa["models"][role]:
             assert torch.equal(sa["models"][role][k], sb["models"][role][k]), (role, k)
-    assert torch.equal(sa["gen_z"], sb["gen_z"]) and torch.equal(sa["gen_data"], sb["gen_data"])
+    assert torch.equal(sa["rngs"]["z"], sb["rngs"]["z"]) and torch.equal(sa["rngs"]["data"], sb["rngs"]["data"])
     assert _timeless(a.stats()) == _timeless(b.stats())
     assert [s["step"] for s in a.stats()] == [3, 5, 6, 7]
     assert [s["step"] for s in a.stats() if "test_acc" in s] == [5, 7]

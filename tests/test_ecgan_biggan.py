@@ -4,11 +4,13 @@ import pytest
 import torch
 
 import lab.train.ecgan as ec
-from lab.config import ECGANConfig, GANConfig, preset
+import lab.train.ecgan_phases as phases
+from lab.config import ECGANConfig, GANConfig
+from lab.presets import preset
 from lab.errors import ConfigError
 from lab.tables import ecgan_table as table
 from lab.data import to_float
-from lab.sampling import accept
+from lab.algorithm1 import accept
 from lab.train.common import EpochSampler, autocast
 from nets import same, snapshot  # tests/ is on sys.path
 
@@ -32,7 +34,7 @@ def test_biggan_config_takes_architecture_and_optimiser_from_the_preset():
     assert isinstance(big, GANConfig) and big.dataset == "digits" and big.batch_size == 16
     assert (big.g_ch, big.d_ch, big.z_dim, big.d_steps, big.g_lr, big.block) == \
         (ref.g_ch, ref.d_ch, ref.z_dim, ref.d_steps, ref.g_lr, ref.block)
-    m = ec.build_models(cfg)
+    m = phases.build_models(cfg)
     assert list(m) == ["C", "G", "D"]
     assert m["G"](torch.randn(4, big.z_dim), torch.arange(4)).shape == (4, 3, 32, 32)
     with pytest.raises(ConfigError, match="must name a GAN preset"):
@@ -44,7 +46,7 @@ def test_each_phase_changes_only_its_own_network(digits_train):
     cfg = tiny(batch_size=8)
     big = cfg.biggan_config()
     torch.manual_seed(0)
-    m = ec.build_models(cfg)
+    m = phases.build_models(cfg)
     opts = {k: torch.optim.Adam(v.parameters(), lr=1e-2) for k, v in m.items()}
     images, labels = digits_train.images[:32], digits_train.targets[:32]
     gen = torch.Generator().manual_seed(0)
@@ -52,11 +54,11 @@ def test_each_phase_changes_only_its_own_network(digits_train):
 
     g0, d0, c0 = snapshot(m["G"]), snapshot(m["D"]), snapshot(m["C"])
     # D steps change D only; the G step changes G only.
-    out = ec.biggan_phases(m, m, {"D": opts["D"], "G": torch.optim.SGD(m["G"].parameters(), lr=0.0)}, big, images,
+    out = phases.biggan_phases(m, m, {"D": opts["D"], "G": torch.optim.SGD(m["G"].parameters(), lr=0.0)}, big, images,
                            labels, sampler_d, gen, AMP, torch.contiguous_format)
     assert not same(snapshot(m["D"]), d0) and same(snapshot(m["G"]), g0) and same(snapshot(m["C"]), c0)
     d0 = snapshot(m["D"])
-    out = ec.biggan_phases(m, m, {"D": torch.optim.SGD(m["D"].parameters(), lr=0.0), "G": opts["G"]}, big, images,
+    out = phases.biggan_phases(m, m, {"D": torch.optim.SGD(m["D"].parameters(), lr=0.0), "G": opts["G"]}, big, images,
                            labels, sampler_d, gen, AMP, torch.contiguous_format)
     assert not same(snapshot(m["G"]), g0) and same(snapshot(m["D"]), d0) and same(snapshot(m["C"]), c0)
     assert out["x_fake"].shape == (8, 3, 32, 32) and out["y_fake"].shape == (8,)
@@ -68,7 +70,7 @@ def test_each_phase_changes_only_its_own_network(digits_train):
     x, y = to_float(images[:8]), labels[:8]
     with torch.no_grad():  # train mode, as in the C step (batch statistics)
         want = accept(m["C"](out["x_fake"]).softmax(1), out["y_fake"], 0.0).float().mean().item()
-    res = ec.c_phase(m["C"], opts["C"], x, y, out["x_fake"], 0.1, 0.0, 1, AMP, y_fake=out["y_fake"])
+    res = phases.c_phase(m["C"], opts["C"], x, y, out["x_fake"], 0.1, 0.0, 1, AMP, y_fake=out["y_fake"])
     assert not same(snapshot(m["C"]), c0) and same(snapshot(m["G"]), g0) and same(snapshot(m["D"]), d0)
     assert all(p.grad is None for p in m["G"].parameters())
     # "kept" is the fraction Algorithm 1 accepts (C's argmax is the conditioning class), not C's confidence
@@ -103,7 +105,7 @@ def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, digits_train):
     for role in ("C", "G", "D"):
         for k in sa["models"][role]:
             assert torch.equal(sa["models"][role][k], sb["models"][role][k]), (role, k)
-    assert torch.equal(sa["gen_d"], sb["gen_d"]) and torch.equal(sa["gen_z"], sb["gen_z"])
+    assert torch.equal(sa["rngs"]["d"], sb["rngs"]["d"]) and torch.equal(sa["rngs"]["z"], sb["rngs"]["z"])
     strip = lambda st: [{k: v for k, v in s.items() if k != "sec_per_step"} for s in st]
     assert strip(a.stats()) == strip(b.stats()) and a.done() == b.done()
     assert {"loss_d", "loss_g", "loss_c", "kept", "d_real", "d_fake", "train_acc"} <= set(a.stats()[-1])
@@ -135,7 +137,8 @@ def test_short_run_beats_chance_and_fills_its_table_column(tmp_path):
 def test_an_ecgan_biggan_preset_builds_without_recursion(monkeypatch):
     """Building an ECGANConfig of method ecgan-biggan checks its `biggan` preset; with an EC-GAN preset of
     that method among the presets, the check must not build it again (it once recursed without end)."""
-    from lab.config import PRESETS, ECGANConfig, preset
+    from lab.config import ECGANConfig
+    from lab.presets import PRESETS, preset
     from lab.errors import ConfigError
 
     monkeypatch.setitem(PRESETS, "x-ecgan-biggan", lambda: ECGANConfig(method="ecgan-biggan", biggan="digits-smoke"))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import lab.train.gan as gan
-from lab.config import preset
+from lab.presets import preset
 from lab.errors import ConfigError, DivergenceError
 from lab.runs import Run, safe_load
 
@@ -33,16 +33,16 @@ def test_steps_change_g_and_d_and_ema_follows_then_lags(tmp_path):
     G0, D0 = gan.build_gan(cfg)
     run = gan.train_gan(cfg, tmp_path / "r")
     s = run.load_checkpoint()
-    assert not torch.equal(_flat(s["G"]), _flat(G0.state_dict()))
-    assert not torch.equal(_flat(s["D"]), _flat(D0.state_dict()))
-    assert torch.equal(_flat(s["G_ema"]), _flat(s["G"]))  # before ema_start the EMA is a copy of G
+    assert not torch.equal(_flat(s["models"]["G"]), _flat(G0.state_dict()))
+    assert not torch.equal(_flat(s["models"]["D"]), _flat(D0.state_dict()))
+    assert torch.equal(_flat(s["models"]["G_ema"]), _flat(s["models"]["G"]))  # before ema_start the EMA is a copy of G
     st = run.stats()[0]
     assert all(torch.isfinite(torch.tensor(st[k])) for k in ("loss_d_real", "loss_d_fake", "loss_g", "d_real", "d_fake"))
     assert st["sec_per_step"] > 0
 
     run = gan.train_gan(cfg.replace(steps=5), tmp_path / "r")  # EMA averages from step 3 on
     s = run.load_checkpoint()
-    g, ema = s["G"], s["G_ema"]
+    g, ema = s["models"]["G"], s["models"]["G_ema"]
     w = "blocks.0.conv1.parametrizations.weight.original"
     assert not torch.equal(g[w], ema[w])  # from step 3 on the EMA lags behind G
     assert s["step"] == 5 and run.is_done(5)
@@ -71,9 +71,9 @@ def test_resume_equals_uninterrupted_bit_for_bit(tmp_path):
     resumed = gan.train_gan(cfg, tmp_path / "split")
     a, b = straight.load_checkpoint(), resumed.load_checkpoint()
     for key in ("G", "D", "G_ema"):
-        for k in a[key]:
-            assert torch.equal(a[key][k], b[key][k]), (key, k)
-    assert torch.equal(a["opt_G"]["state"][0]["exp_avg"], b["opt_G"]["state"][0]["exp_avg"])
+        for k in a["models"][key]:
+            assert torch.equal(a["models"][key][k], b["models"][key][k]), (key, k)
+    assert torch.equal(a["opts"]["G"]["state"][0]["exp_avg"], b["opts"]["G"]["state"][0]["exp_avg"])
     assert _timeless(straight.stats()) == _timeless(resumed.stats())
     assert [s["step"] for s in resumed.stats()] == [2, 4, 6, 7]
 
@@ -103,7 +103,7 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatc
         gan.train_gan(cfg, tmp_path / "r")
     run = Run(tmp_path / "r")
     state = run.load_checkpoint()
-    assert state["step"] == 4 and torch.isfinite(_flat(state["G"])).all()
+    assert state["step"] == 4 and torch.isfinite(_flat(state["models"]["G"])).all()
     assert not run.is_done()
     assert [s["step"] for s in run.stats()] == [2, 4]
 

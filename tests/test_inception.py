@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-from lab import inception, metrics
+from lab import fidelity, inception, metrics
 from lab.data import ImageDataset, subset
 from lab.errors import WeightsNotFoundError
 
@@ -56,13 +56,13 @@ def test_torchscript_is_the_default_when_torch_fidelity_weights_are_absent(tmp_p
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.delenv("LAB_INCEPTION_WEIGHTS", raising=False)
     monkeypatch.setattr(inception, "torchscript_path", lambda: tmp_path / "default_1.pt")
-    assert metrics.fid_network() == (inception.NAME, str(tmp_path / "default_1.pt"))
-    assert metrics.inception_available()
+    assert fidelity.fid_network() == (inception.NAME, str(tmp_path / "default_1.pt"))
+    assert fidelity.inception_available()
     own = tmp_path / "w.pth"
     own.write_bytes(b"x")
-    assert metrics.fid_network(str(own)) == ("inception-v3-compat", str(own))  # torch-fidelity's own first
+    assert fidelity.fid_network(str(own)) == ("inception-v3-compat", str(own))  # torch-fidelity's own first
     monkeypatch.setattr(inception, "torchscript_path", lambda: None)
-    assert metrics.fid_network() == (None, None) and not metrics.inception_available()
+    assert fidelity.fid_network() == (None, None) and not fidelity.inception_available()
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +92,9 @@ def test_fid_through_torch_fidelity(network, digits_test, tmp_path):
     noise = ImageDataset(torch.randint(0, 256, (24, 3, 32, 32), dtype=torch.uint8, generator=g),
                          torch.zeros(24, dtype=torch.int64), real.classes, "noise")
     kw = dict(isc=False, device="cpu", batch_size=24, cache_root=str(tmp_path))
-    same = metrics.inception_metrics(a, a, n=24, **kw)
-    halves = metrics.inception_metrics(a, b, n=24, **{**kw, "isc": True})  # IS asked for: not computable
-    vs_noise = metrics.inception_metrics(noise, b, n=24, **kw)
+    same = fidelity.inception_metrics(a, a, n=24, **kw)
+    halves = fidelity.inception_metrics(a, b, n=24, **{**kw, "isc": True})  # IS asked for: not computable
+    vs_noise = fidelity.inception_metrics(noise, b, n=24, **kw)
     assert same["network"] == halves["network"] == inception.NAME
     assert halves["IS"] is None and halves["IS_std"] is None
     with torch.no_grad():
@@ -110,8 +110,8 @@ def test_fid_through_torch_fidelity(network, digits_test, tmp_path):
 def test_reference_subset_is_seeded_and_cached_per_split(digits_test, tmp_path):
     kw = dict(isc=False, device="cpu", batch_size=50, cache_root=str(tmp_path))
     src = subset(digits_test, 16, seed=1)
-    one = metrics.inception_metrics(src, digits_test, n=16, reference_n=20, **kw)
+    one = fidelity.inception_metrics(src, digits_test, n=16, reference_n=20, **kw)
     stats = sorted(p.name for p in tmp_path.iterdir() if "stat-fid" in p.name)
     assert len(stats) == 1 and stats[0].startswith("lab-digits-n20-")
-    again = metrics.inception_metrics(src, digits_test, n=16, reference_n=20, **kw)
+    again = fidelity.inception_metrics(src, digits_test, n=16, reference_n=20, **kw)
     assert again["FID"] == one["FID"]  # the same seeded subset, read back from the cache

@@ -67,8 +67,8 @@ def test_filtered_pseudo_label_loss_is_algorithm_1_on_c():
         for lam in (0.1, 0.5):
             got = losses.filtered_pseudo_label_loss(t(lr), t(y), t(lf), t(yf), lam, float(thr)).item()
             assert got == pytest.approx(sup + lam * fake, rel=1e-6)
-    # the accepted set is exactly lab.sampling.accept's
-    from lab.sampling import accept
+    # the accepted set is exactly lab.algorithm1.accept's
+    from lab.algorithm1 import accept
 
     assert accept(t(p), t(yf), 0.5).tolist() == [True, False, False, True, False]
     assert losses.filtered_pseudo_label_loss(t(lr), t(y), t(lf), t(yf), 0.1, 1.0).item() == pytest.approx(sup, rel=1e-6)

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch_fidelity import feature_extractor_inceptionv3 as tfi
 
-from lab import inception, metrics
-from lab.config import preset
+from lab import fidelity, inception, metrics
+from lab.presets import preset
 from lab.data import subset
 from lab.errors import ConfigError, LabError
 from lab.models import build_gan, size_mb
@@ -115,7 +115,7 @@ class Recorder(nn.Module):
 @pytest.mark.parametrize("n,C", [(100, 10), (103, 10), (7, 3)])
 def test_wrapper_draws_exactly_balanced_labels(n, C):
     G = Recorder(num_classes=C)
-    wrapped = metrics.FidelityGenerator(G, n, seed=1)
+    wrapped = fidelity.FidelityGenerator(G, n, seed=1)
     for s in range(0, n, 32):  # torch-fidelity's loop: batches, the last one shorter
         wrapped(torch.randn(min(32, n - s), wrapped.z_size))
     counts = torch.bincount(torch.cat(G.labels), minlength=C)
@@ -130,7 +130,7 @@ def test_wrapper_rounds_like_to_uint8():
     # -1 -> 0, 1 -> 255, 0 -> 127.5 -> 128 (round half to even), out of range clamped; truncation gives 127.
     edge = torch.tensor([-1.0, 1.0, 0.0, -1.5, 2.0, 1 / 255, -0.999])
     values = torch.cat([edge, torch.rand(25) * 2 - 1]).view(-1, 1, 1, 1).expand(-1, 3, 2, 2)
-    wrapped = metrics.FidelityGenerator(Recorder(fill=values), len(values))
+    wrapped = fidelity.FidelityGenerator(Recorder(fill=values), len(values))
     out = wrapped(torch.randn(len(values), 8))
     assert out.dtype == torch.uint8
     assert out[:5, 0, 0, 0].tolist() == [0, 255, 128, 0, 255]
@@ -139,7 +139,7 @@ def test_wrapper_rounds_like_to_uint8():
 
 def test_wrapper_mixture_uses_every_generator():
     gens = [Recorder(fill=-1.0, z_dim=4), Recorder(fill=1.0, z_dim=8)]
-    wrapped = metrics.FidelityGenerator(gens, 400, seed=3)
+    wrapped = fidelity.FidelityGenerator(gens, 400, seed=3)
     assert wrapped.z_size == 8
     out = wrapped(torch.randn(400, 8))[:, 0, 0, 0]
     assert 150 < (out == 0).sum() < 250 and (out == 0).sum() + (out == 255).sum() == 400
@@ -160,7 +160,7 @@ def random_inception(tmp_path_factory):
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
     nn.init.normal_(net.fc.weight, std=0.05)
-    path = tmp_path_factory.mktemp("inception") / metrics.INCEPTION_FILE
+    path = tmp_path_factory.mktemp("inception") / fidelity.INCEPTION_FILE
     torch.save(net.state_dict(), path)
     return str(path)
 
@@ -192,7 +192,7 @@ def test_inception_metrics_end_to_end(random_inception, fast_inception, tiny_dig
     kw = dict(batch_size=50, device="cpu", cache_root=str(tmp_path), weights=random_inception)
     # A generator against the reference: every number finite (20 samples in 64-d or 2048-d give
     # singular covariances, which is fine for a finiteness check); the reference stats get cached.
-    out = metrics.inception_metrics(G, tiny_digits, n=20, kid=True, prc=True, **kw)
+    out = fidelity.inception_metrics(G, tiny_digits, n=20, kid=True, prc=True, **kw)
     assert set(out) == {"IS", "IS_std", "FID", "KID", "KID_std", "precision", "recall", "n", "network"} and out["n"] == 20
     assert out.pop("network") == "inception-v3-compat"  # the weights file given wins over the TorchScript port
     assert all(math.isfinite(v) for v in out.values())
@@ -207,7 +207,7 @@ def test_inception_metrics_end_to_end(random_inception, fast_inception, tiny_dig
     # about sqrt(eps) * |S| per null eigenvalue (the covariance is float64 of float32 features).
     fast_inception.clear()
     mtime = os.path.getmtime(tmp_path / stats[0])
-    same = metrics.inception_metrics(tiny_digits, tiny_digits, n=100, isc=False, **kw)
+    same = fidelity.inception_metrics(tiny_digits, tiny_digits, n=100, isc=False, **kw)
     assert fast_inception == [20] and os.path.getmtime(tmp_path / stats[0]) == mtime
     sigma = torch.load(tmp_path / stats[0], weights_only=False)["sigma"]
     assert set(same) == {"FID", "n", "network"} and same["n"] == 20
@@ -219,7 +219,7 @@ def test_inception_metrics_full_size(random_inception, tiny_digits, tmp_path, re
     if "slow" not in (request.config.getoption("markexpr") or ""):  # `make test` does not deselect it
         pytest.skip("299 px and the 2048-d FID take minutes on a small CPU; run with -m slow")
     G, _ = build_gan(preset("digits-smoke"))
-    out = metrics.inception_metrics(G.eval(), tiny_digits, n=20, batch_size=50, device="cpu",
+    out = fidelity.inception_metrics(G.eval(), tiny_digits, n=20, batch_size=50, device="cpu",
                                     cache_root=str(tmp_path), weights=random_inception)
     assert math.isfinite(out["IS"]) and math.isfinite(out["FID"]) and out["FID"] > 0
 
@@ -233,18 +233,18 @@ def test_missing_weights_error(monkeypatch, tmp_path, no_network, tiny_digits):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     monkeypatch.setattr(inception, "torchscript_path", lambda: None)  # nor the offline TorchScript network
-    hub = os.path.join(str(tmp_path / "torch"), "hub", "checkpoints", metrics.INCEPTION_FILE)
-    assert not metrics.inception_available()
+    hub = os.path.join(str(tmp_path / "torch"), "hub", "checkpoints", fidelity.INCEPTION_FILE)
+    assert not fidelity.inception_available()
     with pytest.raises(LabError) as info:
-        metrics.inception_metrics(tiny_digits, tiny_digits, n=20, device="cpu", cache_root=str(tmp_path))
+        fidelity.inception_metrics(tiny_digits, tiny_digits, n=20, device="cpu", cache_root=str(tmp_path))
     msg = str(info.value)
     assert type(info.value).__name__ == "WeightsNotFoundError" and info.value.__suppress_context__
     assert "LAB_INCEPTION_WEIGHTS" in msg and hub in msg and msg.count(". ") == 0
     assert not os.listdir(tmp_path / "torch" / "hub" / "checkpoints")  # nothing half-written
     monkeypatch.setenv("LAB_INCEPTION_WEIGHTS", str(tmp_path / "nope.pth"))
-    assert not metrics.inception_available()
+    assert not fidelity.inception_available()
     with pytest.raises(LabError, match="nope.pth is not a file"):
-        metrics.inception_metrics(tiny_digits, tiny_digits, n=20, device="cpu")
+        fidelity.inception_metrics(tiny_digits, tiny_digits, n=20, device="cpu")
 
 
 def test_inception_available_finds_each_location(monkeypatch, tmp_path):
@@ -253,14 +253,14 @@ def test_inception_available_finds_each_location(monkeypatch, tmp_path):
     monkeypatch.setattr(inception, "torchscript_path", lambda: None)  # its own test: test_inception.py
     f = tmp_path / "w.pth"
     f.write_bytes(b"x")
-    assert metrics.inception_available(str(f)) and not metrics.inception_available()
+    assert fidelity.inception_available(str(f)) and not fidelity.inception_available()
     monkeypatch.setenv("LAB_INCEPTION_WEIGHTS", str(f))
-    assert metrics.inception_available()
+    assert fidelity.inception_available()
     monkeypatch.delenv("LAB_INCEPTION_WEIGHTS")
     hub = tmp_path / "torch" / "hub" / "checkpoints"
     hub.mkdir(parents=True)
-    (hub / metrics.INCEPTION_FILE).write_bytes(b"x")
-    assert metrics.inception_available()
+    (hub / fidelity.INCEPTION_FILE).write_bytes(b"x")
+    assert fidelity.inception_available()
 
 
 # --- Classifier features: FD and duplicates ---------------------------------------------------

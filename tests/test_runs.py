@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lab import runs
-from lab.config import GANConfig, preset
+from lab.config import GANConfig
+from lab.presets import preset
 from lab.errors import CheckpointError, ConfigError
 
 
@@ -16,7 +17,7 @@ def test_config_hash_is_stable_across_processes_and_ignores_budget():
     cfg = preset("digits-smoke")
     h = runs.config_hash(cfg)
     assert len(h) == 12 and int(h, 16) >= 0
-    code = "from lab.config import preset; from lab.runs import config_hash; print(config_hash(preset('digits-smoke')))"
+    code = "from lab.presets import preset; from lab.runs import config_hash; print(config_hash(preset('digits-smoke')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == h
     assert runs.config_hash(cfg.replace(steps=10_000, device="cpu", log_every=1)) == h

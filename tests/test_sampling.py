@@ -10,7 +10,8 @@ from torch import nn
 
 from lab.data import to_float
 from lab.errors import ConfigError, LabError
-from lab.sampling import FilteredSampler, FilterStats, accept, pool_stats, sample_pool, to_uint8
+from lab.algorithm1 import FilterStats, accept, pool_stats
+from lab.sampling import FilteredSampler, sample_pool, to_uint8
 
 C = 4
 NAMES = ["zero", "one", "two", "three"]
@@ -259,6 +260,16 @@ def test_a_starved_class_is_dropped_with_a_warning_and_the_rest_stay_balanced():
     assert t.starved_classes == [2] and torch.equal(next(t)[1], next(s)[1])
 
 
+def test_one_class_left_fills_whole_batches_beyond_the_buffer_cap():
+    # 3 of 4 classes starve: the last one's quota (the whole batch of 9) exceeds buffer_per_class (4 * 3 / 4 = 3
+    # by default, here 4); the cap must grow with the quota or the stream never yields (it looped forever).
+    s = FilteredSampler(StubG(), StubClassifier(reject=(0, 2, 3)), 0.3, 9, max_draws_per_class=100, buffer_per_class=4)
+    with pytest.warns(UserWarning, match="dropped"):
+        batches = take(s, 5)
+    assert sorted(s.starved_classes) == [0, 2, 3]
+    assert all(y.tolist() == [1] * 9 for _, y in batches[-3:])
+
+
 def test_every_class_starved_raises():
     s = FilteredSampler(StubG(), StubClassifier(reject=(0, 1, 2, 3)), 0.3, 8, max_draws_per_class=50)
     with pytest.raises(LabError, match="got no accepted sample"), pytest.warns(UserWarning):
@@ -387,9 +398,8 @@ def test_sample_pool_contents_and_stats():
 
 
 def test_acceptance_matrix_is_pool_stats_per_threshold():
-    from lab.sampling import acceptance_matrix
+    from lab.algorithm1 import acceptance_matrix
 
-    g = torch.Generator().manual_seed(0)
     probs = torch.distributions.Dirichlet(torch.full((C,), 0.5)).sample((80,))
     pool = {"labels": torch.arange(C).repeat_interleave(20), "probs": probs}
     ts = [None, 0.0, 0.5, 0.9]

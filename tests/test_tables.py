@@ -4,7 +4,8 @@ import json
 import pandas as pd
 
 from lab import tables as tb
-from lab.config import GANConfig, preset
+from lab.config import GANConfig
+from lab.presets import preset
 from lab.runs import Run
 
 

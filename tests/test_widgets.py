@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lab.sampling import accept
+from lab.algorithm1 import accept
 from lab.widgets import ThresholdExplorer
 
 

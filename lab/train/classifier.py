@@ -1,19 +1,16 @@
 """ResNet-18 training on real images or a live GAN-sample stream, and its evaluation on real test data."""
 import math
-import time
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..config import ClassifierConfig
 from ..data import ImageDataset, augment_for, load_dataset, to_float
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..models import ResNet18
-from ..runs import Run, rng_state, set_rng_state
-from .common import (
-    EpochSampler, Window, all_finite, autocast, check_finite, divergence, resolve_device, use_channels_last,
-)
+from ..runs import Run
+from .common import EpochSampler, all_finite, divergence
+from .loop import LogWindow, Runtime, load_models, read_checkpoint, restore, save_checkpoint
 
 
 def lr_factor(schedule: str, step: int, total: int) -> float:
@@ -71,9 +68,8 @@ def train_classifier(config: ClassifierConfig, data_source, run_dir, on_step=Non
     _check_source(cfg, data_source)
     run = Run(run_dir)
     run.init(cfg)
-    dev = resolve_device(cfg.device)
-    amp = autocast(dev, cfg.precision)
-    cl = torch.channels_last if use_channels_last(dev, cfg.channels_last) else torch.contiguous_format
+    rt = Runtime.of(cfg)
+    dev, amp, cl = rt.device, rt.amp, rt.memory_format
 
     # Model, optimiser, schedule, the run's own random stream.
     torch.manual_seed(cfg.seed)
@@ -102,27 +98,18 @@ def train_classifier(config: ClassifierConfig, data_source, run_dir, on_step=Non
         def next_batch():
             return next(stream)
         source_state = data_source if hasattr(data_source, "state_dict") else None
+    state = dict(models={"model": model}, opts={"opt": opt, "sched": sched}, rngs={"gen": gen},
+                 samplers={"source": source_state})
 
-    # Resume.
-    window, step = Window(), 0
-    if run.has_checkpoint():
-        s = run.load_checkpoint()
-        try:
-            model.load_state_dict(s["model"])
-        except RuntimeError as e:
-            raise CheckpointError(f"{run.checkpoint_path} holds another architecture ({str(e).splitlines()[0]}).") from None
-        opt.load_state_dict(s["opt"])
-        sched.load_state_dict(s["sched"])
-        gen.set_state(s["gen"])
-        set_rng_state(s["rng"])
-        if source_state is not None and s.get("source") is not None:
-            source_state.load_state_dict(_to(s["source"], dev))
-        window.load_state_dict(_to(s["window"], dev))
-        step = s["step"]
+    # Resume: weights, optimiser, schedule, the source's position, RNG states, log window.
+    step, extra = restore(run, dev, **state)
     run.truncate_stats(step)
+    postfix = lambda s: {"loss": f"{s['loss']:.3f}", **({"test_err": f"{s['test_error']:.2f}"} if "test_error" in s else {})}
+    log = LogWindow(run, cfg.steps, step, cfg.log_every, f"classifier {run.path.name}", postfix, on_step)
+    if extra:
+        log.load_state_dict(extra["window"])
 
-    last_ckpt, t_last, steps_timed, last_eval = step, time.perf_counter(), 0, None
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"classifier {run.path.name}", mininterval=1.0)
+    last_eval = None
     model.train()
     while step < cfg.steps:
         # Optimisation step.
@@ -135,38 +122,25 @@ def train_classifier(config: ClassifierConfig, data_source, run_dir, on_step=Non
         opt.step()
         sched.step()
         step += 1
-        steps_timed += 1
-        window.add(loss=loss, train_acc=(logits.argmax(1) == y).float().mean() * 100)
+        log.add(loss=loss, train_acc=(logits.argmax(1) == y).float().mean() * 100)
 
         # Log (and evaluate on the real test split every eval_every steps).
         evaluate_now = step % cfg.eval_every == 0 or step == cfg.steps
-        if step % cfg.log_every == 0 or evaluate_now:
-            stats = {"step": step, "lr": opt.param_groups[0]["lr"], **window.means()}
-            check_finite(stats, step, last_ckpt, run.path)
-            now = time.perf_counter()
-            stats["sec_per_step"], t_last, steps_timed = (now - t_last) / steps_timed, now, 0
-            if evaluate_now:
+        if log.due(step) or evaluate_now:
+            def test_error():
+                nonlocal last_eval
                 last_eval = (step, evaluate(model, test))
-                stats["test_error"] = last_eval[1]["error"]
-                t_last = time.perf_counter()  # evaluation time is not training time
-            window.reset()
-            run.log(stats)
-            bar.set_postfix(loss=f"{stats['loss']:.3f}", **({"test_err": f"{stats['test_error']:.2f}"} if evaluate_now else {}))
-            if on_step is not None:
-                on_step(step, stats)
+                return {"test_error": last_eval[1]["error"]}
+            log.log(step, {"lr": opt.param_groups[0]["lr"]}, test_error if evaluate_now else None)
 
         # Checkpoint, only of finite weights: a diverged run keeps its last good checkpoint.
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             if not all_finite(model):
-                raise divergence("a weight", step, last_ckpt, run.path)
-            run.save_checkpoint({
-                "step": step, "config": cfg.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(),
-                "sched": sched.state_dict(), "gen": gen.get_state(), "rng": rng_state(), "window": window.state_dict(),
-                "source": source_state.state_dict() if source_state is not None else None,
-            })
-            last_ckpt = step
-        bar.update(1)
-    bar.close()
+                raise divergence("a weight", step, log.last_good, run.path)
+            save_checkpoint(run, step, cfg, **state, extra={"window": log.state_dict()})
+            log.checkpointed(step)
+        log.update()
+    log.close()
 
     if not run.is_done(cfg.steps):
         final = last_eval[1] if last_eval and last_eval[0] == step else evaluate(model, test)
@@ -178,24 +152,10 @@ def train_classifier(config: ClassifierConfig, data_source, run_dir, on_step=Non
     return run
 
 
-def _to(tree, device):
-    """Move every tensor of a nested dict/list to `device`."""
-    if isinstance(tree, torch.Tensor):
-        return tree.to(device)
-    if isinstance(tree, dict):
-        return {k: _to(v, device) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_to(v, device) for v in tree)
-    return tree
-
-
 def load_classifier(run_dir, device="cpu") -> torch.nn.Module:
     """The trained classifier of a run, in eval mode."""
     run = Run(run_dir)
     cfg = run.config(ClassifierConfig)
     model = ResNet18(cfg.num_classes, cfg.width)
-    try:
-        model.load_state_dict(run.load_checkpoint()["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{run.checkpoint_path} does not match its config.json ({str(e).splitlines()[0]}).") from None
+    load_models({"model": model}, read_checkpoint(run)["models"], f"{run.checkpoint_path} does not match its config.json")
     return model.to(device).eval().requires_grad_(False)

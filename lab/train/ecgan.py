@@ -1,27 +1,21 @@
 """EC-GAN training (Haque 2021): a DCGAN and an external classifier on real and pseudo-labelled fake images,
 the paper's baselines (the classifier alone; the shared two-head discriminator of eq. 2), and this lab's
 extension: a class-conditional BigGAN whose fakes Algorithm 1 (Pham et al. 2019) labels for the classifier."""
-import copy
 import hashlib
-import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.utils import save_image
-from tqdm.auto import tqdm
 
 from ..config import ECGANConfig
 from ..data import ImageDataset, augment_for, load_dataset, subset, to_float
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..models import param_count
-from ..runs import Run, rng_state, set_rng_state
-from .classifier import _to, evaluate
-from .common import (
-    EpochSampler, Window, all_finite, autocast, check_finite, divergence, resolve_device, use_channels_last,
-)
-from .ecgan_phases import biggan_phases, build_models, c_phase, classifier_of, d_phase, g_phase, shared_phase
+from ..runs import Run
+from .classifier import evaluate
+from .common import EpochSampler, all_finite, divergence
+from .ecgan_phases import METHOD_STEPS, Iteration, build_models, classifier_of
+from .loop import LogWindow, Runtime, fixed_noise, load_models, read_checkpoint, restore, save_checkpoint, save_grid
 
 GRID = 64  # fixed-noise samples per grid (8 x 8)
 
@@ -95,9 +89,8 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
         raise ConfigError(f"The labelled set has {len(labelled.classes)} classes, {cfg.dataset} {cfg.num_classes}.")
     run = Run(run_dir)
     run.init(cfg)
-    dev = resolve_device(cfg.device)
-    amp = autocast(dev, cfg.precision)
-    cl = torch.channels_last if use_channels_last(dev, cfg.channels_last) else torch.contiguous_format
+    rt = Runtime.of(cfg)
+    dev, amp, cl = rt.device, rt.amp, rt.memory_format
     test = load_dataset(cfg.dataset, "test", cfg.data_root)
     fp = fingerprint(labelled)
 
@@ -126,45 +119,26 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
     sampler_d = EpochSampler(len(images), cfg.batch_size, gen_d) if big is not None else None
     crop = augment_for(labelled.name) if cfg.augment else None
     per_epoch = len(images) // cfg.batch_size
-    total, eval_steps = total_steps(cfg, len(images)), cfg.eval_every
-    window, step, best = Window(), 0, {"accuracy": -1.0, "step": 0}
+    total = total_steps(cfg, len(images))
+    state = dict(models=models, opts=opts, rngs={"data": gen_data, "z": gen_z, **({"d": gen_d} if big else {})},
+                 samplers={"data": sampler, "d": sampler_d})
 
     # Resume: weights, optimisers, step, batch order, RNG states, log window, best accuracy so far.
-    if run.has_checkpoint():
-        s = run.load_checkpoint()
-        if s.get("labelled") != fp:
-            raise ConfigError(f"{run.path} was trained on another labelled subset; pass labelled_subset(config).")
-        _load_states(models, s["models"], f"{run.checkpoint_path} holds another architecture")
-        for k, o in opts.items():
-            o.load_state_dict(s["opts"][k])
-        gen_data.set_state(s["gen_data"])
-        gen_z.set_state(s["gen_z"])
-        set_rng_state(s["rng"])
-        sampler.load_state_dict(_to(s["sampler"], dev))
-        if sampler_d is not None:
-            gen_d.set_state(s["gen_d"])
-            sampler_d.load_state_dict(_to(s["sampler_d"], dev))
-        window.load_state_dict(_to(s["window"], dev))
-        step, best = s["step"], s["best"]
+    step, extra = restore(run, dev, **state)
+    if extra and extra["labelled"] != fp:
+        raise ConfigError(f"{run.path} was trained on another labelled subset; pass labelled_subset(config).")
+    best = extra.get("best", {"accuracy": -1.0, "step": 0})
     run.truncate_stats(step)
-
-    def checkpoint():
-        run.save_checkpoint({
-            "step": step, "config": cfg.to_dict(), "labelled": fp, "best": best,
-            "models": {k: m.state_dict() for k, m in models.items()},
-            "opts": {k: o.state_dict() for k, o in opts.items()},
-            "gen_data": gen_data.get_state(), "gen_z": gen_z.get_state(), "rng": rng_state(),
-            "sampler": sampler.state_dict(), "window": window.state_dict(),
-            **({"gen_d": gen_d.get_state(), "sampler_d": sampler_d.state_dict()} if sampler_d is not None else {}),
-        })
+    postfix = lambda s: {k: f"{s[k]:.3f}" for k in ("loss_d", "loss_g", "loss_c", "test_acc") if k in s}
+    log = LogWindow(run, total, step, cfg.log_every, f"{cfg.method} {run.path.name}", postfix, on_step)
+    if extra:
+        log.load_state_dict(extra["window"])
 
     clf, final = classifier_of(cfg, models), None
     # Fixed noise of the sample grids: 64 z (DCGAN); for BigGAN 8 z per class, one row per class (first 10).
-    y_fix = torch.arange(min(cfg.num_classes, 10)).repeat_interleave(8).to(dev) if big is not None else None
-    z_fix = torch.randn(GRID if big is None else len(y_fix), cfg.z_dim if big is None else big.z_dim,
-                        generator=torch.Generator().manual_seed(10_000 + cfg.seed)).to(dev)
-    last_ckpt, t_last, steps_timed = step, time.perf_counter(), 0
-    bar = tqdm(total=total, initial=step, desc=f"{cfg.method} {run.path.name}", mininterval=1.0)
+    z_fix, y_fix = fixed_noise(cfg.z_dim if big is None else big.z_dim, cfg.seed, dev,
+                               None if big is None else cfg.num_classes, per_class=8, n=GRID)
+    it = Iteration(cfg, models, fwd, opts, big, amp, cl, images, labels, sampler_d, gen_z, cfg.bn_stats == "real")
     while step < total:
         # Real batch (augmented in [-1, 1]; then in the range D and C are fed).
         idx = sampler.next()
@@ -182,57 +156,33 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
             with amp:
                 x_fake = fwd["G"](z).float().contiguous(memory_format=cl)
 
-        # D step, G step, C step, in the paper's order.
-        # (bn_stats="real": fakes leave the BN statistics of the evaluated network, C or shared D, unchanged.)
-        freeze = cfg.bn_stats == "real"
-        if cfg.method == "ecgan":
-            out = d_phase(fwd["D"], opts["D"], x, x_fake, amp)
-            out |= g_phase(fwd["D"], opts["G"], x_fake, amp)
-            out |= c_phase(fwd["C"], opts["C"], x, y, x_fake, cfg.lam, cfg.threshold, cfg.c_steps, amp, freeze)
-        elif cfg.method == "ecgan-biggan":
-            out = biggan_phases(fwd, models, opts, big, images, labels, sampler_d, gen_z, amp, cl)
-            x_fake, y_fake = out.pop("x_fake"), out.pop("y_fake")
-            out |= c_phase(fwd["C"], opts["C"], x, y, x_fake, cfg.lam, cfg.threshold, cfg.c_steps, amp, freeze,
-                           y_fake=y_fake)
-        elif cfg.method == "classifier":
-            out = c_phase(fwd["C"], opts["C"], x, y, None, cfg.lam, cfg.threshold, cfg.c_steps, amp)
-        else:  # shared-dcgan, shared-resnet, classifier-dcgan
-            out = shared_phase(fwd["D"], opts["D"], x, y, x_fake, cfg.lam, cfg.threshold, amp, freeze)
-            if x_fake is not None:
-                out |= g_phase(fwd["D"], opts["G"], x_fake, amp, freeze)
+        # The method's D, G and C steps, in the paper's order (ecgan_phases.METHOD_STEPS).
+        out = METHOD_STEPS[cfg.method](it, x, y, x_fake)
         step += 1
-        steps_timed += 1
-        window.add(**out)
+        log.add(**out)
 
         # Log (the window's means: the loop's only host sync), and every eval_every iterations the full test split.
-        evaluate_now = step % eval_steps == 0 or step == total
-        if step % cfg.log_every == 0 or evaluate_now:
-            stats = {"step": step, "epoch": round(step / per_epoch, 4), **window.means()}
-            check_finite(stats, step, last_ckpt, run.path)
-            now = time.perf_counter()
-            stats["sec_per_step"], t_last, steps_timed = (now - t_last) / steps_timed, now, 0
-            if evaluate_now:
+        evaluate_now = step % cfg.eval_every == 0 or step == total
+        if log.due(step) or evaluate_now:
+            def test_accuracy():
+                nonlocal final, best
                 final = evaluate(clf, test)
-                stats["test_acc"] = final["accuracy"]
-                if stats["test_acc"] > best["accuracy"]:
-                    best = {"accuracy": stats["test_acc"], "step": step}
+                if final["accuracy"] > best["accuracy"]:
+                    best = {"accuracy": final["accuracy"], "step": step}
                 if "G" in models:
-                    save_grid(models["G"], z_fix, run.path / "samples" / f"step-{step:07d}.png", y_fix)
-                t_last = time.perf_counter()  # evaluation time is not training time
-            window.reset()
-            run.log(stats)
-            bar.set_postfix({k: f"{stats[k]:.3f}" for k in ("loss_d", "loss_g", "loss_c", "test_acc") if k in stats})
-            if on_step is not None:
-                on_step(step, stats)
+                    save_grid(models["G"], z_fix, run.path / "samples" / f"step-{step:07d}.png", y_fix, nrow=8,
+                              batch_stats=True)
+                return {"test_acc": final["accuracy"]}
+            log.log(step, {"epoch": round(step / per_epoch, 4)}, test_accuracy if evaluate_now else None)
 
         # Checkpoint, only of finite weights: a diverged run keeps its last good checkpoint.
         if step % cfg.ckpt_every == 0 or step == total:
             if not all_finite(*models.values()):
-                raise divergence("a weight", step, last_ckpt, run.path)
-            checkpoint()
-            last_ckpt = step
-        bar.update(1)
-    bar.close()
+                raise divergence("a weight", step, log.last_good, run.path)
+            save_checkpoint(run, step, cfg, **state, extra={"window": log.state_dict(), "labelled": fp, "best": best})
+            log.checkpointed(step)
+        log.update()
+    log.close()
 
     if not run.is_done(total):
         if final is None:  # resumed from the last checkpoint of a run that stopped before done.json
@@ -247,31 +197,11 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
     return run
 
 
-def _load_states(models: dict, states: dict, problem: str) -> None:
-    """Load each role's state dict; a missing role or a shape mismatch is one CheckpointError: `problem (why)`."""
-    try:
-        for k, m in models.items():
-            m.load_state_dict(states[k])
-    except (RuntimeError, KeyError) as e:
-        raise CheckpointError(f"{problem} ({str(e).splitlines()[0]}).") from None
-
-
-@torch.no_grad()
-def save_grid(G, z, path, y=None) -> None:
-    """A grid of G(z) (or G(z, y)), 8 per row, with batch statistics (as the classifier sees fakes), from a
-    copy: G is untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    G = copy.deepcopy(G).train()
-    x = (G(z) if y is None else G(z, y)).float()
-    save_image(x, path, nrow=8, normalize=True, value_range=(-1, 1), padding=1)
-
-
 def load_ecgan(run_dir, device="cpu") -> tuple[dict, nn.Module]:
     """A run's networks by role ("C", "D", "G") and its evaluated classifier (taking [-1, 1] images), in eval mode."""
     run = Run(run_dir)
     cfg = run.config(ECGANConfig)
     models = build_models(cfg)
-    _load_states(models, run.load_checkpoint()["models"], f"{run.checkpoint_path} does not match its config.json")
+    load_models(models, read_checkpoint(run)["models"], f"{run.checkpoint_path} does not match its config.json")
     models = {k: m.to(device).eval().requires_grad_(False) for k, m in models.items()}
     return models, classifier_of(cfg, models).eval()

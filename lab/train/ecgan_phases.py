@@ -2,6 +2,7 @@
 own network's optimiser; the shared two-head discriminator's step (eq. 2); and the BigGAN phases of this
 lab's extension (method "ecgan-biggan"). The loop that runs them is `lab.train.ecgan.train_ecgan`."""
 import contextlib
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,7 @@ from ..models import (
     ClassHead, DCGANDiscriminator, DCGANGenerator, ResNet18, SharedDCGANDiscriminator, SharedResNetDiscriminator,
     build_gan,
 )
-from ..sampling import accept
+from ..algorithm1 import accept
 from .gan import hinge_d_step, hinge_g_step
 
 
@@ -173,3 +174,58 @@ def biggan_phases(fwd, models, opts, big, images, labels, sampler_d, gen_z, amp,
     models["D"].requires_grad_(True)
     return {"loss_d": l_real + l_fake, "d_real": d_real.mean(), "d_fake": d_fake.mean(), "loss_g": l_g,
             "x_fake": x_fake.float().contiguous(memory_format=cl), "y_fake": y_fake}
+
+
+# --- One iteration of each method ----------------------------------------------------------
+@dataclass
+class Iteration:
+    """What the methods' steps need besides the batch (built once by the loop)."""
+
+    cfg: ECGANConfig
+    models: dict  # role -> module
+    fwd: dict  # role -> module or its torch.compile
+    opts: dict  # role -> optimiser
+    big: object  # ecgan-biggan: the BigGAN's GANConfig, else None
+    amp: object
+    cl: torch.memory_format
+    images: torch.Tensor  # the labelled set on the device (ecgan-biggan's D draws its own batches)
+    labels: torch.Tensor
+    sampler_d: object  # ecgan-biggan: D's batch sampler
+    gen_z: torch.Generator
+    freeze: bool  # bn_stats="real": fakes leave the evaluated network's BN statistics unchanged
+
+
+def ecgan_step(it: Iteration, x, y, x_fake) -> dict:
+    """EC-GAN: D step, G step, C step on the real batch and the pseudo-labelled fakes (eqs. 3-5)."""
+    c = it.cfg
+    out = d_phase(it.fwd["D"], it.opts["D"], x, x_fake, it.amp)
+    out |= g_phase(it.fwd["D"], it.opts["G"], x_fake, it.amp)
+    return out | c_phase(it.fwd["C"], it.opts["C"], x, y, x_fake, c.lam, c.threshold, c.c_steps, it.amp, it.freeze)
+
+
+def ecgan_biggan_step(it: Iteration, x, y, x_fake=None) -> dict:
+    """This lab's EC-GAN with BigGAN: its D and G steps, then C on the fakes Algorithm 1 accepts."""
+    c = it.cfg
+    out = biggan_phases(it.fwd, it.models, it.opts, it.big, it.images, it.labels, it.sampler_d, it.gen_z, it.amp, it.cl)
+    x_fake, y_fake = out.pop("x_fake"), out.pop("y_fake")
+    return out | c_phase(it.fwd["C"], it.opts["C"], x, y, x_fake, c.lam, c.threshold, c.c_steps, it.amp, it.freeze,
+                         y_fake=y_fake)
+
+
+def classifier_step(it: Iteration, x, y, x_fake=None) -> dict:
+    """The classifier alone on the real batch."""
+    c = it.cfg
+    return c_phase(it.fwd["C"], it.opts["C"], x, y, None, c.lam, c.threshold, c.c_steps, it.amp)
+
+
+def shared_step(it: Iteration, x, y, x_fake) -> dict:
+    """The shared discriminator (eq. 2), then G against its real/fake head; without fakes its class head alone."""
+    out = shared_phase(it.fwd["D"], it.opts["D"], x, y, x_fake, it.cfg.lam, it.cfg.threshold, it.amp, it.freeze)
+    if x_fake is not None:
+        out |= g_phase(it.fwd["D"], it.opts["G"], x_fake, it.amp, it.freeze)
+    return out
+
+
+# ECGANConfig.method -> its iteration (after the real batch and, for the DCGAN methods, the fakes are drawn)
+METHOD_STEPS = {"ecgan": ecgan_step, "ecgan-biggan": ecgan_biggan_step, "classifier": classifier_step,
+                "shared-dcgan": shared_step, "shared-resnet": shared_step, "classifier-dcgan": shared_step}

@@ -1,0 +1,212 @@
+"""The scaffolding the three training loops share, so that each loop file keeps only its commented phases.
+
+* `Runtime.of(cfg)`: the device, autocast context and memory format of a config's runtime fields.
+* One checkpoint schema, `{step, config, models, opts, rngs, samplers, extra}`: `save_checkpoint` writes it
+  atomically, `restore` loads it into the loop's objects with one `CheckpointError` for a file of another
+  architecture, and `read_checkpoint` gives it to the loaders (checkpoints of this lab's earlier layout are
+  read too, so existing run stores stay usable).
+* `LogWindow`: running means between log lines, the time per step (evaluation excluded), the NaN/inf check,
+  the stats line in stats.jsonl, the progress bar and the `on_step(step, stats)` hook.
+* `fixed_noise` and `save_grid`: the sample grids of a fixed noise batch.
+"""
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchvision.utils import save_image
+from tqdm.auto import tqdm
+
+from ..errors import CheckpointError
+from ..runs import Run, rng_state, set_rng_state
+from .common import Window, autocast, check_finite, resolve_device, use_channels_last
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    amp: object  # a reusable context manager: bf16 autocast or nothing
+    memory_format: torch.memory_format
+
+    @classmethod
+    def of(cls, cfg) -> "Runtime":
+        dev = resolve_device(cfg.device)
+        cl = torch.channels_last if use_channels_last(dev, cfg.channels_last) else torch.contiguous_format
+        return cls(dev, autocast(dev, cfg.precision), cl)
+
+
+# --- Checkpoints ---------------------------------------------------------------------------
+def save_checkpoint(run: Run, step: int, cfg, models: dict, opts: dict, rngs: dict, samplers: dict, extra: dict):
+    """Write the run's checkpoint: state dicts of `models` and `opts` (optimisers, schedules), the global RNG
+    states and those of the torch.Generators in `rngs`, the `samplers`' states and `extra` (tensors and plain
+    containers only), atomically."""
+    run.save_checkpoint({
+        "step": step, "config": cfg.to_dict(),
+        "models": {k: m.state_dict() for k, m in models.items()},
+        "opts": {k: o.state_dict() for k, o in opts.items()},
+        "rngs": {"global": rng_state(), **{k: g.get_state() for k, g in rngs.items()}},
+        "samplers": {k: s.state_dict() for k, s in samplers.items() if s is not None},
+        "extra": extra,
+    })
+
+
+def read_checkpoint(run: Run) -> dict:
+    """The run's checkpoint in the current schema (checkpoints of the earlier per-loop layouts converted)."""
+    return _upgrade(run.load_checkpoint())
+
+
+def restore(run: Run, device, models: dict, opts: dict, rngs: dict, samplers: dict) -> tuple[int, dict]:
+    """Load the run's checkpoint into the loop's objects; returns (step, extra), or (0, {}) without one."""
+    if not run.has_checkpoint():
+        return 0, {}
+    s = read_checkpoint(run)
+    load_models(models, s["models"], f"{run.checkpoint_path} was written by another architecture",
+                "use a new run directory for this config")
+    for k, o in opts.items():
+        o.load_state_dict(s["opts"][k])
+    set_rng_state(s["rngs"]["global"])
+    for k, g in rngs.items():
+        g.set_state(s["rngs"][k])
+    for k, smp in samplers.items():
+        if smp is not None and s["samplers"].get(k) is not None:
+            smp.load_state_dict(to_device(s["samplers"][k], device))
+    return s["step"], to_device(s["extra"], device)
+
+
+def load_models(models: dict, states: dict, problem: str, fix: str = None) -> None:
+    """Load each role's state dict; a missing role or a shape mismatch is one CheckpointError."""
+    try:
+        for k, m in models.items():
+            m.load_state_dict(states[k])
+    except (RuntimeError, KeyError) as e:
+        raise CheckpointError(f"{problem} ({str(e).splitlines()[0]})" + (f"; {fix}." if fix else ".")) from None
+
+
+def _upgrade(s: dict) -> dict:
+    """A checkpoint of the earlier layouts (one per loop) in the current schema."""
+    if "rngs" in s:
+        return s
+    if "G_ema" in s:  # GAN
+        return {"step": s["step"], "config": s.get("config"), "models": {k: s[k] for k in ("G", "D", "G_ema")},
+                "opts": {"G": s["opt_G"], "D": s["opt_D"]}, "rngs": {"global": s["rng"], "gen": s["gen"]},
+                "samplers": {"data": s["sampler"]}, "extra": {"window": s["window"]}}
+    if "model" in s:  # classifier
+        return {"step": s["step"], "config": s.get("config"), "models": {"model": s["model"]},
+                "opts": {"opt": s["opt"], "sched": s["sched"]}, "rngs": {"global": s["rng"], "gen": s["gen"]},
+                "samplers": {"source": s.get("source")}, "extra": {"window": s["window"]}}
+    # EC-GAN
+    rngs = {"global": s["rng"], "data": s["gen_data"], "z": s["gen_z"], **({"d": s["gen_d"]} if "gen_d" in s else {})}
+    return {"step": s["step"], "config": s.get("config"), "models": s["models"], "opts": s["opts"], "rngs": rngs,
+            "samplers": {"data": s["sampler"], "d": s.get("sampler_d")},
+            "extra": {"window": s["window"], "labelled": s["labelled"], "best": s["best"]}}
+
+
+def to_device(tree, device):
+    """Every tensor of a nested dict/list moved to `device` (RNG states stay on the CPU: they are byte tensors)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.to(device)
+    if isinstance(tree, dict):
+        return {k: to_device(v, device) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(to_device(v, device) for v in tree)
+    return tree
+
+
+# --- The log window --------------------------------------------------------------------------
+class LogWindow:
+    """Running sums of the loop's scalars between log lines (no host sync per step) and everything a log line does.
+
+    Args:
+        run: the run whose stats.jsonl gets the lines.
+        total, step: the run's last step and the step it starts (or resumes) at.
+        every: steps between log lines (and the last step).
+        desc: the progress bar's label.
+        postfix: stats -> {name: text} shown on the progress bar.
+        on_step: the caller's hook, `on_step(step, stats)` after every line.
+    """
+
+    def __init__(self, run: Run, total: int, step: int, every: int, desc: str, postfix, on_step=None):
+        self.run, self.total, self.every, self.postfix, self.on_step = run, total, every, postfix, on_step
+        self.window, self.last_good = Window(), step
+        self.t_last, self.steps_timed = time.perf_counter(), 0
+        self.bar = tqdm(total=total, initial=step, desc=desc, mininterval=1.0)
+
+    def add(self, **values) -> None:
+        """The scalars (tensors) of one step."""
+        self.window.add(**values)
+        self.steps_timed += 1
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0 or step == self.total
+
+    def log(self, step: int, first: dict = None, evaluate=None) -> dict:
+        """Write the line of `step`: {"step", `first`, the window's means, "sec_per_step", `evaluate()`}.
+
+        The NaN/inf check raises before anything is written; `evaluate` (e.g. the test split) is not timed.
+        """
+        stats = {"step": step, **(first or {}), **self.window.means()}
+        check_finite(stats, step, self.last_good, self.run.path)
+        now = time.perf_counter()
+        stats["sec_per_step"], self.t_last, self.steps_timed = (now - self.t_last) / self.steps_timed, now, 0
+        if evaluate is not None:
+            stats.update(evaluate())
+            self.t_last = time.perf_counter()  # evaluation time is not training time
+        self.window.reset()
+        self.run.log(stats)
+        self.bar.set_postfix(self.postfix(stats))
+        if self.on_step is not None:
+            self.on_step(step, stats)
+        return stats
+
+    def check(self, step: int) -> None:
+        """The NaN/inf check of the means accumulated since the last line (before a checkpoint)."""
+        check_finite({"step": step, **self.window.means()}, step, self.last_good, self.run.path)
+
+    def checkpointed(self, step: int) -> None:
+        self.last_good = step
+
+    def state_dict(self) -> dict:
+        return self.window.state_dict()
+
+    def load_state_dict(self, s: dict) -> None:
+        self.window.load_state_dict(s)
+
+    def update(self) -> None:
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# --- Sample grids ------------------------------------------------------------------------------
+def fixed_noise(z_dim: int, seed: int, device, num_classes: int = None, per_class: int = 10, n: int = 64):
+    """The fixed (z, y) of a run's sample grids, the same at every step and on resume (its own generator).
+
+    Conditional (num_classes given): `per_class` columns for each of the first 10 classes, one row per class;
+    else `n` noise vectors and y None."""
+    g = torch.Generator().manual_seed(10_000 + seed)
+    if num_classes is None:
+        return torch.randn(n, z_dim, generator=g).to(device), None
+    rows = min(num_classes, 10)
+    z = torch.randn(rows * per_class, z_dim, generator=g)
+    return z.to(device), torch.arange(rows).repeat_interleave(per_class).to(device)
+
+
+@torch.no_grad()
+def save_grid(G, z, path, y=None, nrow: int = 10, batch_stats: bool = False) -> None:
+    """A PNG grid of G(z) (or G(z, y)), `nrow` per row, in [-1, 1].
+
+    batch_stats: run a copy of G in train mode (BatchNorm on the grid's own statistics, as EC-GAN's classifier
+    sees fakes); else G in eval mode (its mode restored after). G's weights and buffers are never changed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if batch_stats:
+        net = copy.deepcopy(G).train()
+    else:
+        net, was_training = G, G.training
+        G.eval()
+    x = (net(z) if y is None else net(z, y)).float()
+    if not batch_stats:
+        G.train(was_training)
+    save_image(x, path, nrow=nrow, normalize=True, value_range=(-1, 1), padding=1)
