@@ -78,15 +78,22 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def load_dataset(name: str, split: str, root: str = "data", download: bool = True) -> ImageDataset:
-    """Load `split` ("train"/"test") of `name` (cifar10, cifar100, svhn, fashion, digits).
+    """Load `split` ("train"/"test") of `name` (cifar10, cifar100, svhn, fashion, digits, or folder:PATH).
 
     Torchvision datasets are read from (or downloaded to) `root`; `digits` needs no files. `fashion`
     is read from torchvision's layout under root, else from the IDX files of Debian's
     `dataset-fashion-mnist` package (`FASHION_IDX_DIR`), which are first unpacked into that layout.
     Raises DataNotFoundError when the files are missing and cannot be downloaded.
     """
+    if name.startswith("folder:"):  # a synthetic dataset written by lab.share.synthesize (train only)
+        if split != "train":
+            raise LabError(f"{name} is a synthetic training set; test on the real test split of its dataset.")
+        from .share import load_folder
+
+        return load_folder(name[len("folder:"):])
     if name not in DATASETS:
-        raise LabError(f"Unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}.")
+        raise LabError(f"Unknown dataset {name!r}; choose one of: {', '.join(DATASETS)} (or folder:PATH for a "
+                       f"synthetic set written by `python -m lab synthesize`).")
     if split not in SPLITS:
         raise LabError(f"Unknown split {split!r}; choose one of: {', '.join(SPLITS)}.")
     if name == "digits":

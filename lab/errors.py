@@ -23,3 +23,7 @@ class DivergenceError(LabError, FloatingPointError):
 
 class WeightsNotFoundError(LabError, FileNotFoundError):
     """Pretrained weights (the FID Inception network) are missing and could not be downloaded."""
+
+
+class CardError(LabError):
+    """A generator card is missing, tampered with, of another architecture or format, or not a card at all."""
