@@ -1,4 +1,5 @@
-"""Command line: `python -m lab demo | train-gan`, a thin layer over the package's functions."""
+"""Command line: `python -m lab demo | train-gan | bench | results | export-card | synthesize`, a thin layer over
+the package's functions."""
 import argparse
 import json
 import sys
@@ -21,7 +22,7 @@ def _overrides(pairs) -> dict:
 
 
 def _train_gan(args) -> None:
-    from .config import preset
+    from .presets import preset
     from .runs import Run, run_dir
     from .train.gan import train_gan
 
@@ -34,6 +35,11 @@ def _train_gan(args) -> None:
         return
     run = train_gan(cfg, path)
     print(f"{run.path}: done, {run.done()['step']} steps.")
+
+
+def _threshold(text: str):
+    """A threshold argument: a float in [0, 1], or "none" (the unfiltered stream)."""
+    return "none" if text.lower() == "none" else float(text)
 
 
 def _markdown(rows: list) -> str:
@@ -50,6 +56,9 @@ def _bench(args) -> None:
 
     if args.what == "metrics":
         print(_markdown(bench.bench_metrics(args.n, 200, args.device, args.weights, args.preset, args.gan_run)))
+        return
+    if args.what == "grid":
+        print(_markdown(bench.bench_grid(args.preset, args.steps)))
         return
     known = bench.VARIANTS
     unknown = set(args.variants or []) - set(known)
@@ -84,7 +93,7 @@ def main(argv=None) -> int:
     tg.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config fields, e.g. device=cpu")
 
     bench = sub.add_parser("bench", help="throughput, fp32 eager vs the fast path, side by side")
-    bench.add_argument("what", choices=("gan", "sampler", "classifier", "metrics"))
+    bench.add_argument("what", choices=("gan", "sampler", "classifier", "metrics", "grid"))
     bench.add_argument("--preset", default="digits-smoke", help="GAN preset (all three benches)")
     bench.add_argument("--classifier-preset", default="classifier-digits-smoke", help="sampler / classifier benches")
     bench.add_argument("--gan-run", help="sampler / classifier: a trained GAN run directory (else untrained)")
@@ -98,6 +107,34 @@ def main(argv=None) -> int:
     bench.add_argument("--weights", help="metrics: Inception weights file (else LAB_INCEPTION_WEIGHTS / torch hub cache)")
     bench.add_argument("--variants", nargs="*", help="subset of: 'fp32 eager', 'bf16 + channels_last', ...")
     bench.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="gan / classifier: override config fields")
+
+    card = sub.add_parser("export-card", help="write a generator card: safetensors weights + card.json")
+    card.add_argument("--gan", nargs="+", required=True, metavar="RUN", help="GAN run directories (mixed uniformly)")
+    card.add_argument("--filter", required=True, metavar="RUN", help="the filter classifier's run directory")
+    card.add_argument("--out", required=True, help="the card folder")
+    card.add_argument("--threshold", type=float, default=0.9, help="recommended Algorithm 1 threshold")
+
+    syn = sub.add_parser("synthesize", help="write a filtered, class-balanced labelled dataset from a card")
+    syn.add_argument("--card", required=True, help="a card folder (export-card)")
+    syn.add_argument("--n", type=int, required=True, help="number of images")
+    syn.add_argument("--threshold", type=_threshold, help="Algorithm 1's threshold, or 'none' for the unfiltered "
+                     "stream (default: the card's recommendation)")
+    syn.add_argument("--out", required=True, help="the dataset folder")
+    syn.add_argument("--format", default="png", choices=("png", "npz"))
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--device", default="auto")
+    syn.add_argument("--max-draws-per-class", type=int, default=10_000, help="draws in a row without an accepted "
+                     "sample after which a class counts as starved and the dataset is balanced over the others")
+
+    gr = sub.add_parser("grid", help="bring a notebook's grid of runs to done, locally or on Ray")
+    gr.add_argument("--notebook", required=True, choices=("04", "05", "06", "07"))
+    gr.add_argument("--profile", default="smoke", choices=("smoke", "study", "paper", "official"))
+    gr.add_argument("--backend", default="local", choices=("local", "ray"))
+    gr.add_argument("--address", help="ray: 'auto' or 'ray://host:port' joins a cluster (default: a local Ray)")
+    gr.add_argument("--root", default="runs", help="the run store (on a filesystem every worker sees)")
+    gr.add_argument("--data-root", default="data")
+    gr.add_argument("--num-cpus", type=float, default=1, help="ray: CPUs per task (torch threads)")
+    gr.add_argument("--num-gpus", type=float, help="ray: GPUs per task (default 1 where CUDA is available)")
 
     res = sub.add_parser("results", help="write RESULTS.md and results/*.png from a study's run store")
     res.add_argument("--runs", default="runs/study", help="the demo folder of the study (its runs/ and timings.json)")
@@ -116,6 +153,26 @@ def main(argv=None) -> int:
             _train_gan(args)
         elif args.cmd == "bench":
             _bench(args)
+        elif args.cmd == "grid":
+            from . import grid
+            from .experiments import notebook_grid
+
+            todo = notebook_grid(args.notebook, args.profile, args.data_root)
+            results = grid.run(todo, args.backend, args.address, args.root, args.num_cpus, args.num_gpus)
+            runs = grid.check(results)
+            print(f"{len(runs)} runs done ({sum(r.trained for r in results)} trained now) under {args.root}")
+        elif args.cmd == "export-card":
+            from .runs import Run
+            from .share import export_card
+
+            print(f"wrote {export_card([Run(g) for g in args.gan], Run(args.filter), args.out, args.threshold)}")
+        elif args.cmd == "synthesize":
+            from .share import load_card, synthesize
+
+            t = {None: load_card(args.card)[2]["recommended_threshold"], "none": None}.get(args.threshold, args.threshold)
+            out = synthesize(args.card, args.n, t, args.out, args.format, args.seed, device=args.device,
+                             max_draws_per_class=args.max_draws_per_class)
+            print(f"wrote {out}")
         elif args.cmd == "results":
             from pathlib import Path
 

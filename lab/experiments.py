@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .config import ClassifierConfig, ECGANConfig, GANConfig
 from .data import load_dataset, subset
-from .runs import Run, default_root, get_or_train
+from .errors import LabError
+from .runs import Run, default_root, get_or_train, run_dir
 
 
 # The paper's real subsets are 10k..50k of 50k training images: these fractions of the train split.
@@ -18,7 +19,7 @@ REAL_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)
 def _train_real(cfg, path, on_step=None):
     from .train.classifier import train_classifier
 
-    train = load_dataset(cfg.dataset, "train", cfg.data_root)
+    train = load_dataset(f"folder:{cfg.train_folder}" if cfg.train_folder else cfg.dataset, "train", cfg.data_root)
     if cfg.subset:
         train = subset(train, cfg.subset, seed=cfg.subset_seed)
     return train_classifier(cfg, train, path, on_step=on_step)
@@ -91,7 +92,17 @@ def gan_classifier_config(base: ClassifierConfig, gan_runs: list, filter_run: Ru
 
 def gan_classifier(base: ClassifierConfig, gan_runs: list, filter_run: Run, threshold, root=None, on_step=None) -> Run:
     """Get, resume or train a classifier on the live stream of Algorithm-1-filtered samples of `gan_runs`."""
-    cfg = gan_classifier_config(base, gan_runs, filter_run, threshold)
+    return stream_classifier(gan_classifier_config(base, gan_runs, filter_run, threshold), root, on_step)
+
+
+def stream_classifier(cfg: ClassifierConfig, root=None, on_step=None) -> Run:
+    """Get, resume or train the GAN-stream classifier of `cfg`; its GANs and filter are the finished runs of
+    the store that `cfg.gans` and `cfg.filter` name."""
+    gan_runs = [Run(store(root) / "gan" / name) for name in cfg.gans]
+    filter_run = Run(store(root) / "classifier" / cfg.filter)
+    for r, what in [(g, "GAN") for g in gan_runs] + [(filter_run, "filter classifier")]:
+        if not r.is_done():
+            raise LabError(f"The {what} run {r.path} is not finished; train it first (a grid trains it in its first stage).")
 
     def train(cfg, path, on_step=None):
         from .sampling import FilteredSampler
@@ -102,10 +113,22 @@ def gan_classifier(base: ClassifierConfig, gan_runs: list, filter_run: Run, thre
         dev = resolve_device(cfg.device)
         gens = [load_generator(r.path, device=dev) for r in gan_runs]
         clf = load_classifier(filter_run.path, device=dev)
-        stream = FilteredSampler(gens, clf, threshold, cfg.batch_size, seed=cfg.seed, device=dev, balanced=cfg.balanced)
+        stream = FilteredSampler(gens, clf, cfg.threshold, cfg.batch_size, seed=cfg.seed, device=dev,
+                                 balanced=cfg.balanced)
         return train_classifier(cfg, stream, path, on_step=on_step)
 
     return get_or_train(cfg, train, root=root, on_step=on_step)
+
+
+def train_config(cfg, root=None, on_step=None) -> Run:
+    """Get, resume or train the run of any config: a GAN, a classifier (real data or a GAN stream), an EC-GAN run."""
+    if isinstance(cfg, GANConfig):
+        return gan_run(cfg, root, on_step)
+    if isinstance(cfg, ECGANConfig):
+        return ecgan_run(cfg, root, on_step)
+    if cfg.source == "real":
+        return real_classifier(cfg, root, on_step)
+    return stream_classifier(cfg, root, on_step)
 
 
 def gan_config(profile: str, dataset: str = None, block: str = "add", seed: int = 0, data_root: str = "data",
@@ -142,9 +165,9 @@ def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None,
     the real training split, per-class FD, duplicate rate within classes (feature cosine > 0.99).
     FID on `n_fid` samples (None: n; 0: not computed) against `n_reference` seeded training images (None:
     all) whenever a FID network is on disk, IS only with torch-fidelity's own Inception weights
-    (`lab.metrics.fid_network`); what was not computed is None and `inception` says why. Never faked.
+    (`lab.fidelity.fid_network`); what was not computed is None and `inception` says why. Never faked.
     """
-    from . import metrics
+    from . import fidelity, metrics
     from .config import ClassifierConfig
     from .sampling import sample_pool
     from .train.classifier import load_classifier
@@ -174,8 +197,8 @@ def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None,
            "fid_n": None, "fid_reference_n": None}
     if not n_fid:
         out["inception"] = "not computed: n_fid = 0 (the profile skips FID)"
-    elif metrics.inception_available(weights):
-        m = metrics.inception_metrics(gens, train, n=n_fid, device=str(dev), seed=seed, weights=weights,
+    elif fidelity.inception_available(weights):
+        m = fidelity.inception_metrics(gens, train, n=n_fid, device=str(dev), seed=seed, weights=weights,
                                       reference_n=n_reference)
         out.update(IS=m["IS"], IS_std=m["IS_std"], FID=m["FID"], fid_n=m["n"],
                    fid_reference_n=min(n_reference or len(train), len(train)), inception=f"computed ({m['network']})"
@@ -228,3 +251,100 @@ def ecgan_run(cfg: ECGANConfig, root=None, on_step=None) -> Run:
         n = int(len(load_dataset(cfg.dataset, "train", cfg.data_root)) * cfg.fraction)
         cfg = cfg.replace(steps=total_steps(cfg, n))
     return get_or_train(cfg, _train, root=root, on_step=on_step)
+
+
+# --- The notebooks' grids (what each trains; `lab.grid.run` brings them to done, locally or on Ray) ------
+def _names(cfgs, root=None) -> list:
+    """Run objects (not trained) for configs: their names are what the stream configs refer to."""
+    return [Run(run_dir(c, root)) for c in cfgs]
+
+
+def _unique(cfgs) -> list:
+    return list({json.dumps([c.kind, c.to_dict()], sort_keys=True): c for c in cfgs}.values())
+
+
+def threshold_sweep_grid(profile, dataset=None, block="add", seed=0, threshold=0.9, sweep=None, classifier_seeds=None,
+                         data_root="data", steps=None) -> list:
+    """Notebook 04: the GAN, the filter, the real subsets (same #steps and #epochs, every classifier seed) and
+    the classifiers of the GAN's stream at every threshold of the sweep (the headline threshold and the
+    unfiltered stream with every seed, the others with the first)."""
+    from .profiles import get
+
+    P = get(profile)
+    sweep = P.sweep if sweep is None else sweep
+    seeds = classifier_seeds or P.classifier_seeds
+    gan = gan_config(profile, dataset, block, seed, data_root, steps)
+    base = classifier_config(profile, gan.dataset, data_root, **({"steps": steps} if steps else {}))
+    filt = filter_config(profile, gan.dataset, data_root, steps)
+    n_train = len(load_dataset(base.dataset, "train", data_root))
+    real = real_subset_configs(base, n_train, "steps", P.real_fractions) + real_subset_configs(base, n_train, "epochs",
+                                                                                            P.real_fractions)
+    g, f = _names([gan, filt])
+    streams = [gan_classifier_config(base.replace(seed=s), [g], f, t)
+               for t in sorted(set(sweep) | {threshold, None}, key=lambda t: -1 if t is None else t)
+               for s in (seeds if t in (threshold, None) else seeds[:1])]
+    return _unique([gan, filt] + [c.replace(seed=s) for s in seeds for c in real] + streams)
+
+
+def gan_set_grid(base: ClassifierConfig, gans: list, filt, threshold, seeds) -> list:
+    """The classifiers of one GAN set (`gan_set_classifiers`' configs): per seed at `threshold`, and the
+    unfiltered stream (the set's CAS)."""
+    g, f = _names(gans), _names([filt])[0]
+    return [gan_classifier_config(base.replace(seed=s), g, f, threshold) for s in seeds] + [
+        gan_classifier_config(base, g, f, None)]
+
+
+def block_grid(profile, dataset=None, seed=0, threshold=0.9, classifier_seeds=None, data_root="data", steps=None) -> list:
+    """Notebook 05: the add and the concat GAN of one seed, the filter, and each GAN's classifiers."""
+    from .profiles import get
+
+    seeds = classifier_seeds or get(profile).classifier_seeds
+    dataset = dataset or get(profile).block_dataset
+    gans = [gan_config(profile, dataset, b, seed, data_root, steps) for b in ("add", "concat")]
+    base = classifier_config(profile, gans[0].dataset, data_root, **({"steps": steps} if steps else {}))
+    filt = filter_config(profile, gans[0].dataset, data_root, steps)
+    return _unique(gans + [filt] + [c for g in gans for c in gan_set_grid(base, [g], filt, threshold, seeds)])
+
+
+def multi_gan_grid(profile, dataset=None, block="add", gan_counts=None, threshold=0.9, classifier_seeds=None,
+                   data_root="data", steps=None) -> list:
+    """Notebook 06: GANs of seeds 0..max(counts)-1, the filter, each nested set's classifiers, the real subsets."""
+    from .profiles import get
+
+    P = get(profile)
+    counts, seeds = gan_counts or P.gan_counts, classifier_seeds or P.classifier_seeds
+    gans = [gan_config(profile, dataset, block, s, data_root, steps) for s in range(max(counts))]
+    base = classifier_config(profile, gans[0].dataset, data_root, **({"steps": steps} if steps else {}))
+    filt = filter_config(profile, gans[0].dataset, data_root, steps)
+    n_train = len(load_dataset(base.dataset, "train", data_root))
+    real = real_subset_configs(base, n_train, "steps", P.real_fractions) + real_subset_configs(base, n_train, "epochs",
+                                                                                            P.real_fractions)
+    sets = [c for k in counts for c in gan_set_grid(base, gans[:k], filt, threshold, seeds)]
+    return _unique(gans + [filt] + sets + [c.replace(seed=s) for s in seeds for c in real])
+
+
+def ecgan_table_grid(profile, data_root="data", lam=0.1, threshold=0.7, fractions=None, seeds=None, biggan_seeds=None,
+                     lambda_sweep=None, t_sweep=None, steps=None) -> list:
+    """Notebook 07: every method at every labelled fraction and seed (the BigGAN variant with its own seeds),
+    then EC-GAN's λ and t sweeps at the first fraction."""
+    from .profiles import get
+
+    P = get(profile)
+    fractions, seeds = fractions or P.ecgan_fractions, seeds or P.ecgan_seeds
+    biggan_seeds = biggan_seeds or P.biggan_seeds
+    base = ecgan_config(profile, data_root, lam=lam, threshold=threshold, **({"steps": steps} if steps else {}))
+    table = [c for c in ecgan_grid(base, fractions, METHODS, seeds) if c.method != "ecgan-biggan" or c.seed in biggan_seeds]
+    frac = fractions[0]
+    sweeps = [base.replace(method="ecgan", fraction=frac, lam=v) for v in (P.lambda_sweep if lambda_sweep is None else lambda_sweep)]
+    sweeps += [base.replace(method="ecgan", fraction=frac, threshold=v) for v in (P.t_sweep if t_sweep is None else t_sweep)]
+    return _unique(table + sweeps)
+
+
+NOTEBOOK_GRIDS = {"04": threshold_sweep_grid, "05": block_grid, "06": multi_gan_grid, "07": ecgan_table_grid}
+
+
+def notebook_grid(notebook: str, profile: str, data_root: str = "data") -> list:
+    """The grid a notebook trains ("04".."07"), with the profile's defaults (`python -m lab grid`)."""
+    if notebook not in NOTEBOOK_GRIDS:
+        raise LabError(f"Notebook {notebook!r} has no grid; choose one of {', '.join(NOTEBOOK_GRIDS)}.")
+    return NOTEBOOK_GRIDS[notebook](profile, data_root=data_root)

@@ -58,7 +58,7 @@ def test_every_notebook_is_committed_without_outputs_and_has_a_parameters_cell()
 # classifier-on-samples cells unfiltered here; the filtered stream is tested in test_sampling.py and
 # test_classifier.py, and runs in `make demo`.
 TEST_OVERRIDES = {"STEPS": 30, "THRESHOLD": None, "SWEEP": [None], "N_METRICS": 200, "POOL_PER_CLASS": 50,
-                  "LAMBDA_SWEEP": [0.0, 0.1], "T_SWEEP": [0.7]}
+                  "LAMBDA_SWEEP": [0.0, 0.1], "T_SWEEP": [0.7], "N_SYNTH": 100}
 
 
 @pytest.fixture(scope="module")
