@@ -46,7 +46,7 @@ def _markdown(rows: list) -> str:
     """A list of dicts as a markdown table (for BENCHMARKS.md)."""
     import pandas as pd
 
-    from .experiments import markdown_table
+    from .tables import markdown_table
 
     return markdown_table(pd.DataFrame(rows))
 

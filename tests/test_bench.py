@@ -47,3 +47,12 @@ def test_metrics_bench_with_the_torchscript_network(tmp_path, monkeypatch):
     (row,) = bench.bench_metrics(n=6, batch_size=6, device="cpu")
     assert row["network"] == inception.NAME and row["IS"] == "not computed" and row["reference n"] == 6
     assert row["FID"] > 0 and row["IS + FID img/s"] > 0
+
+
+def test_the_cli_prints_bench_rows_as_a_markdown_table():
+    # Every `python -m lab bench ...` prints through this (it once imported a function that had moved).
+    from lab.__main__ import _markdown
+
+    text = _markdown([{"variant": "fp32 eager", "G steps/s": 3.5}, {"variant": "bf16", "G steps/s": 4.0}])
+    lines = text.splitlines()
+    assert "variant" in lines[0] and "G steps/s" in lines[0] and len(lines) == 4 and "bf16" in lines[3]
