@@ -178,3 +178,25 @@ def test_a_classifier_trains_on_the_written_dataset(card, tmp_path):
     assert run.config(type(cfg)).train_folder == str(out)
     with pytest.raises(Exception, match="synthetic training set"):
         load_dataset(f"folder:{out}", "test")
+
+
+def test_the_cli_writes_the_same_card_and_a_dataset(runs, card, tmp_path):
+    import subprocess
+    import sys
+
+    gans, filt = runs
+    out = tmp_path / "cli-card"
+    cmd = [sys.executable, "-m", "lab", "export-card", "--gan", *(str(g.path) for g in gans), "--filter", str(filt.path),
+           "--out", str(out), "--threshold", "0.5"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for name in ("generator-0.safetensors", "generator-1.safetensors", "filter.safetensors"):
+        assert (out / name).read_bytes() == (card / name).read_bytes(), name
+    G, _, info = share.load_card(out)
+    assert len(G) == 2 and info["recommended_threshold"] == 0.5
+    data = tmp_path / "cli-data"
+    res = subprocess.run([sys.executable, "-m", "lab", "synthesize", "--card", str(out), "--n", "20", "--out", str(data),
+                          "--format", "npz", "--device", "cpu", "--max-draws-per-class", str(DRY)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len(load_dataset(f"folder:{data}", "train")) == 20 and "wrote" in res.stdout
