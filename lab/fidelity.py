@@ -11,6 +11,7 @@ from torch_fidelity.generative_model_base import GenerativeModelBase
 
 from .data import to_uint8
 from .errors import ConfigError, LabError, WeightsNotFoundError
+from .runs import file_digest
 from .metrics import _device_of, _eval_mode
 
 
@@ -88,11 +89,7 @@ def _ensure_weights(weights=None) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _file_hash(path: str, size: int, mtime_ns: int) -> str:  # size/mtime: a changed file is hashed again
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:8]
+    return file_digest(path)[:8]
 
 
 def _reference_cache_name(reference, weights: str) -> str:

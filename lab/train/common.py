@@ -25,10 +25,14 @@ def resolve_device(name: str) -> torch.device:
 def autocast(device: torch.device, precision: str):
     """bf16 autocast for precision "bf16", and for "auto" on CUDA and on a CPU where the fast path (bf16 with
     channels_last) is measured faster (`cpu_bf16_is_faster`); plain fp32 otherwise."""
-    auto = device.type == "cuda" or (device.type == "cpu" and cpu_bf16_is_faster())
-    if not (precision == "bf16" or (precision == "auto" and auto)):
+    if not (precision == "bf16" or (precision == "auto" and fast_path(device))):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def fast_path(device: torch.device) -> bool:
+    """Whether "auto" means bf16 autocast + channels_last here: on CUDA, and on a CPU where it is measured faster."""
+    return device.type == "cuda" or (device.type == "cpu" and cpu_bf16_is_faster())
 
 
 def cpu_has_native_bf16() -> bool:
@@ -79,7 +83,7 @@ def _bf16_speedup(steps: int = 3) -> float:
 def use_channels_last(device: torch.device, setting: str) -> bool:
     """channels_last for "on", and for "auto" where the fast path runs: CUDA, or a CPU where it is measured
     faster (`cpu_bf16_is_faster`, which times bf16 together with channels_last)."""
-    return setting == "on" or (setting == "auto" and (device.type == "cuda" or (device.type == "cpu" and cpu_bf16_is_faster())))
+    return setting == "on" or (setting == "auto" and fast_path(device))
 
 
 @torch.no_grad()
