@@ -39,7 +39,7 @@ def real_classifier(cfg: ClassifierConfig, root=None, on_step=None) -> Run:
 
 def filter_config(profile: str, dataset: str = None, data_root: str = "data", steps: int = None) -> ClassifierConfig:
     """Algorithm 1's pretrained classifier: the ResNet-18 on the whole real training split, for `steps`, else
-    the profile's `filter_steps` (the study trains its filter 7.5x longer than its classifiers: it is trained
+    the profile's `filter_steps` (the study trains its filter 10x longer than its classifiers: it is trained
     once), else as long as the profile's classifiers (the paper: the same config)."""
     from .profiles import get
 
