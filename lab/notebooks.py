@@ -1,5 +1,7 @@
 """Execute the numbered notebooks headless (papermill), as `make demo` and the tests do."""
 import json
+import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -27,6 +29,36 @@ def execute(notebook, out_dir, parameters: dict, timeout: int | None = None) -> 
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(repo=NOTEBOOK_DIR.parent) -> dict:
+    """What a wall time was measured on: CPU, torch threads, GPU, torch version, and the commit of the
+    checkout `repo` (this one by default; "+dirty" when tracked files have uncommitted changes; None outside
+    a git checkout)."""
+    import torch
+
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        commit += "+dirty" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {"cpu": cpu_model(), "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "torch": torch.__version__, "commit": commit}
+
+
 def demo_parameters(out_dir, profile: str = "smoke") -> dict:
     """Parameters every notebook accepts: the profile, and where figures and runs go."""
     out_dir = Path(out_dir).resolve()
@@ -36,11 +68,11 @@ def demo_parameters(out_dir, profile: str = "smoke") -> dict:
 def run_all(out_dir="runs/demo", profile: str = "smoke", only=None) -> list:
     """Execute every notebook (or those whose name starts with one of `only`) in order; print a table of
     their wall times at the end and keep it in `<out_dir>/timings.json` (one entry per notebook, the
-    latest execution of each)."""
+    latest execution of each, with the `machine` it ran on)."""
     params = demo_parameters(out_dir, profile)
     log = Path(out_dir) / "timings.json"
     timings = json.loads(log.read_text()) if log.exists() else {}
-    done, times = [], {}
+    done, times, where = [], {}, machine()
     for nb in notebooks():
         if only and not any(nb.name.startswith(o) for o in only):
             continue
@@ -49,7 +81,7 @@ def run_all(out_dir="runs/demo", profile: str = "smoke", only=None) -> list:
         times[nb.name] = time.perf_counter() - t0
         print(f"{nb.name}: executed in {times[nb.name]:.1f} s -> {done[-1]}", flush=True)
         timings[nb.name] = {"seconds": round(times[nb.name], 1), "profile": profile,
-                            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+                            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": where}
         log.write_text(json.dumps(timings, indent=1) + "\n")
     print(timing_table(times), flush=True)
     return done

@@ -6,7 +6,7 @@ import json
 import shutil
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ class Study:
     sets: pd.DataFrame  # gan_set_rows of this study's GAN sets
     ecgan: pd.DataFrame  # tables.ecgan_results of the EC-GAN grid
     timings: dict  # notebook -> seconds, from the demo run's timings.json
+    machines: list = field(default_factory=list)  # the distinct `machine` entries of timings.json
 
 
 def load(root, profile: str = "study", data_root: str = "data") -> Study:
@@ -65,8 +66,13 @@ def load(root, profile: str = "study", data_root: str = "data") -> Study:
             if c.method != "ecgan-biggan" or c.seed in P.biggan_seeds]
     ecgan = pd.DataFrame(tb.ecgan_results(root, runs=[run_dir(c, root) for c in grid]))
     log = root.parent / "timings.json" if (root.parent / "timings.json").exists() else root / "timings.json"
-    timings = {k: v["seconds"] for k, v in json.loads(log.read_text()).items()} if log.exists() else {}
-    return Study(root, P, base, n_train, gans, filt, res, real, sets, ecgan, timings)
+    entries = json.loads(log.read_text()) if log.exists() else {}
+    timings = {k: v["seconds"] for k, v in entries.items()}
+    machines = []
+    for v in entries.values():
+        if v.get("machine") and v["machine"] not in machines:
+            machines.append(v["machine"])
+    return Study(root, P, base, n_train, gans, filt, res, real, sets, ecgan, timings, machines)
 
 
 # --- The verdict rule --------------------------------------------------------------------------
@@ -327,7 +333,8 @@ def render(s: Study, claims: list, figs: list, base_dir: Path) -> str:
     ]
     if s.timings:
         total = sum(s.timings.values())
-        lines += ["", "Wall time per notebook (2-core CPU, from the demo run's timings.json):", "",
+        where = "; ".join(_machine(m) for m in s.machines) or "machine not recorded"
+        lines += ["", f"Wall time per notebook (from the demo run's timings.json; {where}):", "",
                   "| notebook | wall time |", "|---|---|"]
         lines += [f"| {k} | {v / 60:.1f} min |" for k, v in s.timings.items()]
         lines += [f"| **total** | **{total / 3600:.2f} h** |"]
@@ -366,6 +373,12 @@ def render(s: Study, claims: list, figs: list, base_dir: Path) -> str:
         rel = Path(f).resolve().relative_to(base_dir.resolve()) if Path(f).resolve().is_relative_to(base_dir.resolve()) else f
         lines += [f"![{Path(f).stem}]({rel})", "", captions.get(Path(f).stem, ""), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _machine(m: dict) -> str:
+    """One line for a `lab.notebooks.machine()` record."""
+    return (f"{m.get('gpu') or m.get('cpu')}, {m.get('torch_threads')} torch threads, torch {m.get('torch')}, "
+            f"commit {m.get('commit') or 'unknown'}")
 
 
 def _err(run: Run) -> str:

@@ -1,13 +1,14 @@
 """The repository itself: environment files agree, notebooks are clean and execute headless."""
 import json
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lab.notebooks import NOTEBOOK_DIR, demo_parameters, execute, notebooks
+from lab.notebooks import NOTEBOOK_DIR, demo_parameters, execute, machine, notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,3 +82,23 @@ def test_notebook_executes_headless_with_the_smoke_profile(notebook, demo_dir):
     for pdf in figs:
         assert pdf.with_suffix(".png").exists()
     assert NOTEBOOK_DIR in notebook.parents
+
+
+def test_machine_records_the_commit_and_whether_the_tree_was_dirty(tmp_path):
+    git = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], capture_output=True, text=True, check=True)
+    assert machine(tmp_path)["commit"] is None  # not a checkout
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    head = git("rev-parse", "--short", "HEAD").stdout.strip()
+    m = machine(tmp_path)
+    assert m["commit"] == head
+    (tmp_path / "b.py").write_text("untracked\n")  # untracked files do not change what ran
+    assert machine(tmp_path)["commit"] == head
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert machine(tmp_path)["commit"] == head + "+dirty"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and "model name" in cpuinfo.read_text():
+        assert m["cpu"] in cpuinfo.read_text() and m["cpu"]
+    assert m["torch_threads"] >= 1 and m["torch"]

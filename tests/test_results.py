@@ -87,8 +87,14 @@ def test_results_md_from_a_known_store(tmp_path, digits_train, monkeypatch):
     # A run of another config in the same store must not leak into the study's rows.
     stray = ex.classifier_config("smoke", None, DATA, lr=0.5)
     _done(Run(run_dir(stray, root)), stray, step=stray.steps, error=99.0, train_images=len(digits_train))
+    # The demo's timings.json (written beside the run store) with the machine it ran on.
+    where = {"cpu": "Test CPU 9000", "torch_threads": 2, "gpu": None, "torch": "2.99", "commit": "abc1234"}
+    (tmp_path / "timings.json").write_text(json.dumps(
+        {"00_data.ipynb": {"seconds": 12.0, "machine": where}, "01_biggan_training.ipynb": {"seconds": 348.0, "machine": where}}))
     md = results.write(root, tmp_path / "RESULTS.md", tmp_path / "results", "smoke", DATA)
     text = md.read_text()
+    assert "Test CPU 9000, 2 torch threads, torch 2.99, commit abc1234" in text
+    assert "| 01_biggan_training.ipynb | 5.8 min |" in text and "| **total** | **0.10 h** |" in text
     verdicts = {line.split(" | ")[1]: line.split("**")[-2] for line in text.splitlines() if line.startswith("| Pham")
                 or line.startswith("| EC-GAN |")}
     assert verdicts["Samples of one GAN train a worse classifier than the real data (same #steps)"] == "reproduced"
