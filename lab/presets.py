@@ -63,11 +63,11 @@ PRESETS = {
         lr=1e-3, steps=150, log_every=10, eval_every=50, ckpt_every=50,
     ),
     # Study: Fashion-MNIST, C = the study's ResNet-18 (width 8), DCGAN at half width (ngf = ndf = 32), the study's
-    # BigGAN for ecgan-biggan; 200 iterations of 64 at every labelled fraction (same #steps for every method:
-    # 2.1 epochs of the 10 % subset, 0.7 of the 30 %), evaluated every 100.
+    # BigGAN for ecgan-biggan; 120 iterations of 64 at every labelled fraction (same #steps for every method:
+    # 1.3 epochs of the 10 % subset, 0.4 of the 30 %), evaluated every 60.
     "fashion-ecgan-study": lambda: ECGANConfig(
-        dataset="fashion", classifier_width=8, ngf=32, ndf=32, biggan="fashion-study", steps=200, log_every=25,
-        eval_every=100, ckpt_every=100,
+        dataset="fashion", classifier_width=8, ngf=32, ndf=32, biggan="fashion-study", steps=120, log_every=20,
+        eval_every=60, ckpt_every=60,
     ),
 }
 

@@ -47,8 +47,8 @@ PROFILES = {
     "study": Profile(
         "study", dataset="fashion", block_dataset="fashion", ecgan_dataset="fashion",
         real_fractions=tuple(k / 6 for k in range(1, 7)),  # 10k, 20k, ..., 60k of Fashion-MNIST's 60k
-        gan_counts=(1, 2, 4), classifier_seeds=(0, 1, 2), sweep=_SWEEP, n_metrics=2000, n_fid=1000,
-        n_fid_reference=1000, pool_per_class=500, filter_steps=3000, n_synth=5_000, ecgan_fractions=(0.1, 0.2, 0.3),
+        gan_counts=(1, 2, 4), classifier_seeds=(0, 1, 2), sweep=_SWEEP, n_metrics=2000, n_fid=500,
+        n_fid_reference=1000, pool_per_class=500, filter_steps=3000, n_synth=2_000, ecgan_fractions=(0.1, 0.2, 0.3),
         ecgan_seeds=(0, 1, 2), biggan_seeds=(0,), lambda_sweep=(0.0, 0.1, 0.5), t_sweep=(0.5, 0.7, 0.9)),
     "paper": Profile(
         "paper", dataset="cifar10", block_dataset="cifar100", ecgan_dataset="svhn", real_fractions=_PAPER_FRACTIONS, gan_counts=(1, 2, 4, 6),
