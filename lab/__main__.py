@@ -84,6 +84,9 @@ def main(argv=None) -> int:
     demo.add_argument("--out", default="runs/demo", help="folder for executed notebooks, figures and runs")
     demo.add_argument("--profile", default="smoke", choices=("smoke", "study", "paper"))
     demo.add_argument("--only", nargs="*", help="notebook name prefixes to run, e.g. 00 01")
+    demo.add_argument("--jobs", type=int, default=None,
+                      help="lanes: 2 = the notebooks + a worker training notebooks 05-07's runs ahead, each with half "
+                           "the CPU threads (default: 2 on a CPU-only machine with 2+ cores, else 1)")
 
     tg = sub.add_parser("train-gan", help="finish, resume or start a GAN run")
     tg.add_argument("--preset", required=True, help="e.g. digits-smoke, cifar10-paper, cifar100-concat-paper")
@@ -148,7 +151,7 @@ def main(argv=None) -> int:
         if args.cmd == "demo":
             from .notebooks import run_all
 
-            run_all(args.out, args.profile, args.only)
+            run_all(args.out, args.profile, args.only, args.jobs)
         elif args.cmd == "train-gan":
             _train_gan(args)
         elif args.cmd == "bench":

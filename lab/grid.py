@@ -8,8 +8,6 @@ submission of the same config waits for the first and then finds the run finishe
 worker dies, and the run resumes from its last checkpoint. A run that raises is reported in its `Result`; the
 others go on. The run store must be on a filesystem every worker sees (a shared mount on a cluster).
 """
-import contextlib
-import fcntl
 import json
 import os
 import time
@@ -18,10 +16,9 @@ from pathlib import Path
 
 from .config import ClassifierConfig, Config, ECGANConfig, GANConfig
 from .errors import ConfigError, LabError
-from .runs import Run, run_dir
+from .runs import LOCK, Run, lock_holder, run_dir, run_lock  # noqa: F401 (LOCK, run_lock: this module's API too)
 
 KINDS = {c.KIND: c for c in (GANConfig, ClassifierConfig, ECGANConfig)}
-LOCK = ".lock"
 
 
 @dataclass
@@ -38,42 +35,7 @@ class Result:
         return self.error is None
 
 
-# --- One run, under its lock -------------------------------------------------------------------
-@contextlib.contextmanager
-def run_lock(path):
-    """Hold `<path>/.lock` (flock, exclusive) while the block runs, with this process's pid in it; waits while
-    another process holds it. The lock goes with the process: a killed worker leaves no stale lock."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    with open(path / LOCK, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
-        try:
-            yield
-        finally:
-            f.seek(0)
-            f.truncate()
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def lock_holder(path) -> int | None:
-    """The pid training the run at `path` now, or None (nobody holds its lock)."""
-    lock = Path(path) / LOCK
-    if not lock.exists():
-        return None
-    with open(lock) as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = f.read().strip()
-            return int(text) if text.isdigit() else -1
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return None
-
-
+# --- One run, under its lock (`lab.runs.run_lock`) --------------------------------------------------
 def train_one(kind: str, cfg: dict, root: str, threads: int = None) -> dict:
     """Get, resume or train one run (the body of a grid task); returns {"path", "trained"}."""
     from .experiments import train_config

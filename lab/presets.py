@@ -38,7 +38,7 @@ PRESETS = {
     "classifier-cifar100-paper": lambda: ClassifierConfig(dataset="cifar100"),
     "classifier-svhn-paper": lambda: ClassifierConfig(dataset="svhn"),
     "classifier-digits-smoke": lambda: ClassifierConfig(
-        dataset="digits", width=8, batch_size=64, steps=200, lr=0.05, log_every=20, eval_every=100, ckpt_every=100,
+        dataset="digits", width=8, batch_size=64, steps=100, lr=0.05, log_every=10, eval_every=50, ckpt_every=50,
     ),
     # Study: the smoke classifier (ResNet-18 at width 8, 0.18 M parameters) for 300 steps of 64 (0.32 epoch of
     # the 60k); about 20 s per run on real data, about a minute on a filtered stream, on a 2-core CPU.
@@ -57,10 +57,10 @@ PRESETS = {
         sampling="independent",
     ),
     # Smoke: digits, 25 % labelled (1,000 images), narrow G/D/C (the smoke BigGAN for ecgan-biggan), lr 1e-3,
-    # 150 iterations (~5 epochs) on a 2-core CPU, evaluated every 50 iterations.
+    # 100 iterations (~3 epochs) on a 2-core CPU, evaluated every 50 iterations.
     "digits-ecgan-smoke": lambda: ECGANConfig(
         dataset="digits", fraction=0.25, classifier_width=8, ngf=16, ndf=16, biggan="digits-smoke", batch_size=32,
-        lr=1e-3, steps=150, log_every=10, eval_every=50, ckpt_every=50,
+        lr=1e-3, steps=100, log_every=10, eval_every=50, ckpt_every=50,
     ),
     # Study: Fashion-MNIST, C = the study's ResNet-18 (width 8), DCGAN at half width (ngf = ndf = 32), the study's
     # BigGAN for ecgan-biggan; 120 iterations of 64 at every labelled fraction (same #steps for every method:

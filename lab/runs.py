@@ -1,9 +1,12 @@
 """Run directories (config.json, stats.jsonl, checkpoint.pt, done.json), config hashing, safe checkpoints."""
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import pickle
 import random
+import threading
 import zipfile
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import torch
 
 from .errors import CheckpointError, ConfigError
 
-CONFIG, STATS, CHECKPOINT, DONE = "config.json", "stats.jsonl", "checkpoint.pt", "done.json"
+CONFIG, STATS, CHECKPOINT, DONE, LOCK = "config.json", "stats.jsonl", "checkpoint.pt", "done.json", ".lock"
 
 
 def default_root() -> Path:
@@ -196,15 +199,72 @@ class Run:
 
 
 def get_or_train(cfg, train_fn, root=None, **kwargs) -> Run:
-    """The run of `cfg`: returned as is when finished, else resumed or started by `train_fn`.
+    """The run of `cfg`: returned as is when finished, else resumed or started by `train_fn` under the run's
+    lock (`run_lock`), so that two processes asking for the same run (two notebooks, a notebook and a grid
+    worker) train it once: the second waits for the first and then finds it finished.
 
     `train_fn(cfg, run_dir, **kwargs)` must resume from the run's checkpoint when there is one,
     so re-running a notebook never retrains what is already on disk.
     """
     run = Run(run_dir(cfg, root))
-    if not run.is_done(getattr(cfg, "steps", None)):
-        train_fn(cfg, run.path, **kwargs)
+    steps = getattr(cfg, "steps", None) or None  # EC-GAN's 0 means "from epochs": any finished run then
+    if run.is_done(steps):
+        return run
+    holder = lock_holder(run.path)
+    if holder and holder != os.getpid():
+        print(f"waiting for {run.path.name}: process {holder} is training it", flush=True)
+    with run_lock(run.path):
+        if not run.is_done(steps):
+            train_fn(cfg, run.path, **kwargs)
     return run
+
+
+# --- One writer per run directory --------------------------------------------------------------
+_held = threading.local()  # the run directories this thread holds the lock of (the lock is re-entrant)
+
+
+@contextlib.contextmanager
+def run_lock(path):
+    """Hold `<path>/.lock` (flock, exclusive) while the block runs, with this process's pid in it; waits while
+    another process (or thread) holds it, and is re-entrant within one thread. The lock goes with the process:
+    a killed worker leaves no stale lock."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    key, held = str(path.resolve()), getattr(_held, "paths", None)
+    if held is None:
+        held = _held.paths = set()
+    if key in held:
+        yield
+        return
+    with open(path / LOCK, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        held.add(key)
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            held.discard(key)
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def lock_holder(path) -> int | None:
+    """The pid training the run at `path` now (-1 when unknown), or None (nobody holds its lock)."""
+    lock = Path(path) / LOCK
+    if not lock.exists():
+        return None
+    with open(lock) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = f.read().strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
 
 
 def find_runs(kind: str, root=None) -> list:

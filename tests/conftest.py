@@ -12,9 +12,11 @@ import urllib.request
 
 import pytest
 
-# precision="auto" on a CPU picks bf16 where a short measurement finds it faster (lab.train.common); the tests
-# pin fp32 so that their numbers do not depend on the machine (tests/test_runtime.py tests both branches).
+# precision="auto" and channels_last="auto" on a CPU pick bf16 and channels_last where a short measurement finds
+# them faster (lab.train.common); the tests pin fp32 in the default layout so that their numbers do not depend on
+# the machine (tests/test_runtime.py tests every branch).
 os.environ.setdefault("LAB_CPU_BF16", "0")
+os.environ.setdefault("LAB_CPU_CHANNELS_LAST", "0")
 
 from fixtures import FakeData, patch_checksums, write_cifar10, write_cifar100, write_svhn  # tests/ is on sys.path
 

@@ -102,3 +102,38 @@ def test_machine_records_the_commit_and_whether_the_tree_was_dirty(tmp_path):
     if cpuinfo.exists() and "model name" in cpuinfo.read_text():
         assert m["cpu"] in cpuinfo.read_text() and m["cpu"]
     assert m["torch_threads"] >= 1 and m["torch"]
+
+
+def test_the_worker_lane_trains_the_later_notebooks_runs_gans_first():
+    from lab import experiments
+    from lab.config import GANConfig
+    from lab.notebooks import prefetch_grid
+    from lab.runs import run_dir
+
+    todo = prefetch_grid("smoke", "data")
+    names = [run_dir(c).name for c in todo]
+    wanted = {run_dir(c).name for nb in ("05", "06", "07") for c in experiments.notebook_grid(nb, "smoke", "data")}
+    assert set(names) == wanted
+    kinds = [isinstance(c, GANConfig) for c in todo]
+    assert kinds == sorted(kinds, reverse=True) and sum(kinds) == 3  # add s0, concat s0, add s1: all first
+    assert prefetch_grid("smoke", "data", selected=["00", "01"]) == []
+    only_07 = prefetch_grid("smoke", "data", selected=["07"])
+    assert only_07 and all(c.kind == "ecgan" for c in only_07)
+
+
+def test_the_worker_lane_runs_in_its_own_process_and_logs(tmp_path):
+    import multiprocessing
+
+    from lab.notebooks import _prefetch
+    from lab.presets import preset
+    from lab.runs import Run, run_dir
+
+    cfgs = [preset("digits-smoke").replace(g_ch=4, d_ch=4, steps=3, log_every=1, ckpt_every=3, grid_every=3, seed=s)
+            for s in (0, 1)]
+    p = multiprocessing.get_context("spawn").Process(
+        target=_prefetch, args=([(c.kind, c.to_dict()) for c in cfgs], str(tmp_path / "runs"), 1, str(tmp_path / "w.log")))
+    p.start()
+    p.join(timeout=300)
+    assert p.exitcode == 0
+    assert all(Run(run_dir(c, tmp_path / "runs")).is_done(3) for c in cfgs)
+    assert "worker: 2 runs in" in (tmp_path / "w.log").read_text() and "2 trained here" in (tmp_path / "w.log").read_text()

@@ -138,3 +138,38 @@ def test_get_or_train_trains_once_then_returns(tmp_path):
     assert len(calls) == 2
     assert [r.path for r in runs.find_runs("gan", tmp_path)] == [r1.path]
     assert json.loads((r1.path / "done.json").read_text())["step"] == cfg.steps + 1
+
+
+def test_get_or_train_waits_for_another_trainer_of_the_same_run_and_does_not_train_it_again(tmp_path):
+    import threading
+    import time
+
+    calls = []
+
+    def train(cfg, path):
+        calls.append(path)
+        runs.Run(path).init(cfg)
+        runs.Run(path).mark_done({"step": cfg.steps})
+
+    cfg = preset("digits-smoke")
+    path = runs.run_dir(cfg, tmp_path)
+    got = []
+    with runs.run_lock(path):  # another trainer (here: this thread) holds the run
+        assert runs.lock_holder(path) == os.getpid()
+        waiter = threading.Thread(target=lambda: got.append(runs.get_or_train(cfg, train, root=tmp_path)))
+        waiter.start()
+        time.sleep(0.5)
+        assert waiter.is_alive() and not calls  # blocked on the lock, not training
+        train(cfg, path)  # the holder finishes the run
+    waiter.join(timeout=10)
+    assert not waiter.is_alive() and got[0].is_done()
+    assert calls == [path]  # trained once, by the holder
+    assert runs.lock_holder(path) is None
+
+
+def test_run_lock_is_reentrant_within_a_thread(tmp_path):
+    with runs.run_lock(tmp_path / "r"):
+        with runs.run_lock(tmp_path / "r"):  # e.g. a grid task whose train function calls get_or_train
+            assert runs.lock_holder(tmp_path / "r") == os.getpid()
+        assert runs.lock_holder(tmp_path / "r") == os.getpid()  # the outer block still holds it
+    assert runs.lock_holder(tmp_path / "r") is None

@@ -1,4 +1,5 @@
-"""The runtime choice of precision: bf16 autocast on a CPU only where it is measured faster, both branches."""
+"""The runtime choice of precision and layout: bf16 autocast and channels_last on a CPU only where they are
+measured faster, every branch."""
 import contextlib
 
 import pytest
@@ -9,11 +10,14 @@ from lab.train import common
 
 @pytest.fixture
 def decide(monkeypatch):
-    """cpu_bf16_is_faster without the environment's answer, its cache cleared before and after."""
+    """The CPU decisions without the environment's answers, their caches cleared before and after."""
     monkeypatch.delenv("LAB_CPU_BF16", raising=False)
-    common.cpu_bf16_is_faster.cache_clear()
+    monkeypatch.delenv("LAB_CPU_CHANNELS_LAST", raising=False)
+    for f in (common.cpu_bf16_is_faster, common.cpu_channels_last_is_faster):
+        f.cache_clear()
     yield monkeypatch
-    common.cpu_bf16_is_faster.cache_clear()
+    for f in (common.cpu_bf16_is_faster, common.cpu_channels_last_is_faster):
+        f.cache_clear()
 
 
 CPU = torch.device("cpu")
@@ -25,6 +29,7 @@ def _is_bf16(ctx) -> bool:
 
 def test_no_native_bf16_means_fp32_without_measuring(decide):
     decide.setattr(common, "cpu_has_native_bf16", lambda: False)
+    decide.setattr(common, "_channels_last_speedup", lambda: 1.0)
     decide.setattr(common, "_bf16_speedup", lambda: pytest.fail("must not be measured without native bf16"))
     assert not common.cpu_bf16_is_faster()
     assert isinstance(common.autocast(CPU, "auto"), contextlib.nullcontext)
@@ -34,24 +39,53 @@ def test_no_native_bf16_means_fp32_without_measuring(decide):
 @pytest.mark.parametrize("speedup,faster", [(2.0, True), (1.1, False), (0.1, False)])
 def test_native_bf16_is_used_only_when_measured_faster(decide, speedup, faster):
     decide.setattr(common, "cpu_has_native_bf16", lambda: True)
+    decide.setattr(common, "_channels_last_speedup", lambda: 1.0)  # fp32 gains nothing from channels_last
     calls = []
     decide.setattr(common, "_bf16_speedup", lambda: calls.append(1) or speedup)
     assert common.cpu_bf16_is_faster() is faster
     assert _is_bf16(common.autocast(CPU, "auto")) is faster
-    assert common.use_channels_last(CPU, "auto") is faster  # the fast path is bf16 with channels_last
+    assert common.use_channels_last(CPU, "auto") is faster  # bf16 was measured with channels_last
     assert common.use_channels_last(CPU, "on") and not common.use_channels_last(CPU, "off")
     assert isinstance(common.autocast(CPU, "fp32"), contextlib.nullcontext)
     assert len(calls) == 1  # measured once per process
 
 
+@pytest.mark.parametrize("speedup,faster", [(1.3, True), (1.05, False), (0.5, False)])
+def test_fp32_channels_last_is_used_only_when_measured_faster(decide, speedup, faster):
+    decide.setattr(common, "cpu_has_native_bf16", lambda: False)  # fp32 either way
+    calls = []
+    decide.setattr(common, "_channels_last_speedup", lambda: calls.append(1) or speedup)
+    assert common.use_channels_last(CPU, "auto") is faster
+    assert isinstance(common.autocast(CPU, "auto"), contextlib.nullcontext)
+    assert common.use_channels_last(CPU, "off") is False and common.use_channels_last(CPU, "on") is True
+    common.use_channels_last(CPU, "auto")
+    assert len(calls) == 1  # measured once per process
+
+
+def test_bf16_is_measured_against_the_faster_fp32_layout(decide):
+    decide.setattr(common, "cpu_has_native_bf16", lambda: True)
+    decide.setattr(common, "_channels_last_speedup", lambda: 1.5)
+    probes = []
+    decide.setattr(common, "_probe_step_ms", lambda variants, steps=5: probes.extend(variants) or [11.0, 10.0])
+    assert not common.cpu_bf16_is_faster()  # 1.1x over fp32 in channels_last: below the 1.2x it needs
+    assert probes == [(False, True), (True, True)]
+
+
 def test_the_environment_forces_the_answer(decide):
     decide.setattr(common, "_bf16_speedup", lambda: pytest.fail("forced: no measurement"))
+    decide.setattr(common, "_channels_last_speedup", lambda: pytest.fail("forced: no measurement"))
     decide.setenv("LAB_CPU_BF16", "1")
-    assert common.cpu_bf16_is_faster()
+    decide.setenv("LAB_CPU_CHANNELS_LAST", "1")
+    assert common.cpu_bf16_is_faster() and common.cpu_channels_last_is_faster()
     common.cpu_bf16_is_faster.cache_clear()
+    common.cpu_channels_last_is_faster.cache_clear()
     decide.setenv("LAB_CPU_BF16", "0")
-    assert not common.cpu_bf16_is_faster()
+    decide.setenv("LAB_CPU_CHANNELS_LAST", "0")
+    assert not common.cpu_bf16_is_faster() and not common.cpu_channels_last_is_faster()
+    assert not common.use_channels_last(CPU, "auto")
 
 
-def test_the_measurement_runs_both_ways():
+def test_the_measurements_run_every_way(decide):
+    decide.setenv("LAB_CPU_CHANNELS_LAST", "0")
+    assert common._channels_last_speedup(steps=1) > 0
     assert common._bf16_speedup(steps=1) > 0

@@ -23,16 +23,23 @@ def resolve_device(name: str) -> torch.device:
 
 
 def autocast(device: torch.device, precision: str):
-    """bf16 autocast for precision "bf16", and for "auto" on CUDA and on a CPU where the fast path (bf16 with
-    channels_last) is measured faster (`cpu_bf16_is_faster`); plain fp32 otherwise."""
-    if not (precision == "bf16" or (precision == "auto" and fast_path(device))):
+    """bf16 autocast for precision "bf16", and for "auto" on CUDA and on a CPU where bf16 (with channels_last)
+    is measured faster than its best fp32 path (`cpu_bf16_is_faster`); plain fp32 otherwise."""
+    if not (precision == "bf16" or (precision == "auto" and _auto_bf16(device))):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def fast_path(device: torch.device) -> bool:
-    """Whether "auto" means bf16 autocast + channels_last here: on CUDA, and on a CPU where it is measured faster."""
+def _auto_bf16(device: torch.device) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and cpu_bf16_is_faster())
+
+
+def use_channels_last(device: torch.device, setting: str) -> bool:
+    """channels_last for "on", and for "auto" on CUDA and on a CPU where it is measured faster, in fp32
+    (`cpu_channels_last_is_faster`) or as part of the bf16 path (`cpu_bf16_is_faster`)."""
+    if setting != "auto":
+        return setting == "on"
+    return device.type == "cuda" or (device.type == "cpu" and (cpu_channels_last_is_faster() or cpu_bf16_is_faster()))
 
 
 def cpu_has_native_bf16() -> bool:
@@ -45,45 +52,77 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def _forced(name: str):
+    """True/False when the environment variable `name` is "1"/"0", else None."""
+    value = os.environ.get(name)
+    return value == "1" if value in ("0", "1") else None
+
+
+@functools.cache
+def cpu_channels_last_is_faster(min_speedup: float = 1.1) -> bool:
+    """Whether channels_last pays for fp32 training on this CPU, decided once per process by timing a small
+    conv net (`_channels_last_speedup`, ~0.5 s): only if it is `min_speedup` times faster than the default
+    layout. On a 2-core Xeon with AVX-512 a smoke G step was 1.2-1.4x faster in channels_last (avg-pooling
+    and the convolutions' backward gain most). $LAB_CPU_CHANNELS_LAST=1/0 forces the answer."""
+    forced = _forced("LAB_CPU_CHANNELS_LAST")
+    if forced is not None:
+        return forced
+    return _channels_last_speedup() >= min_speedup
+
+
 @functools.cache
 def cpu_bf16_is_faster(min_speedup: float = 1.2) -> bool:
-    """Whether the fast path (bf16 autocast + channels_last) pays on this CPU, decided once per process: never
-    without native bf16 (on an AVX2-only AMD EPYC one bf16 step took ~9x longer than fp32); else by timing a
-    small conv net's training step both ways (~1 s): only if it is `min_speedup` times faster than fp32.
-    $LAB_CPU_BF16=1/0 forces the answer."""
-    forced = os.environ.get("LAB_CPU_BF16")
-    if forced in ("0", "1"):
-        return forced == "1"
+    """Whether bf16 autocast (with channels_last) pays on this CPU, decided once per process: never without
+    native bf16 (on an AVX2-only AMD EPYC one bf16 step took ~9x longer than fp32); else by timing a small
+    conv net's training step against fp32 in the layout `cpu_channels_last_is_faster` picks (~0.5 s): only if
+    it is `min_speedup` times faster. $LAB_CPU_BF16=1/0 forces the answer."""
+    forced = _forced("LAB_CPU_BF16")
+    if forced is not None:
+        return forced
     if not cpu_has_native_bf16():
         return False
     return _bf16_speedup() >= min_speedup
 
 
-def _bf16_speedup(steps: int = 3) -> float:
-    """fp32 time / (bf16 + channels_last) time of a few training steps of 3 convs (32 channels, 32x32,
-    batch 32) on the CPU."""
-    g = torch.Generator().manual_seed(0)
-    net = torch.nn.Sequential(*[m for _ in range(3) for m in (torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU())])
-    x = torch.randn(32, 32, 32, 32, generator=g)
-    times = {}
-    for bf16 in (False, True):
+def _probe_step_ms(variants, steps: int = 5) -> list:
+    """Best time in ms of a training step of a small conv net shaped like the smoke models' layers (3x3 convs
+    of 32 channels at 32x32, batch norm, ReLU, 2x average pooling and nearest upsampling; batch 32), for each
+    (bf16, channels_last) variant. The variants take turns step by step, so that a slow spell of a shared
+    machine hits all of them, and the least disturbed step of each counts (others only ever add time)."""
+    nn = torch.nn
+    nets, times = [], []
+    for bf16, channels_last in variants:
+        torch.manual_seed(0)
+        net = nn.Sequential(
+            nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+            nn.AvgPool2d(2), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Upsample(scale_factor=2),
+            nn.Conv2d(32, 32, 3, padding=1))
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        x = torch.randn(32, 32, 32, 32, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=fmt)
         ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        fmt = torch.channels_last if bf16 else torch.contiguous_format
-        net, x = net.to(memory_format=fmt), x.contiguous(memory_format=fmt)
-        for i in range(steps + 1):  # the first step warms up (kernel selection)
-            if i == 1:
-                t0 = time.perf_counter()
+        nets.append((net.to(memory_format=fmt), x, ctx))
+        times.append([])
+    for i in range(steps + 1):  # the first step warms up (kernel selection)
+        for (net, x, ctx), t in zip(nets, times):
+            t0 = time.perf_counter()
             with ctx:
                 loss = net(x).float().square().mean()
             loss.backward()
-        times[bf16] = time.perf_counter() - t0
-    return times[False] / times[True]
+            if i:
+                t.append(time.perf_counter() - t0)
+    return [1000 * min(t) for t in times]
 
 
-def use_channels_last(device: torch.device, setting: str) -> bool:
-    """channels_last for "on", and for "auto" where the fast path runs: CUDA, or a CPU where it is measured
-    faster (`cpu_bf16_is_faster`, which times bf16 together with channels_last)."""
-    return setting == "on" or (setting == "auto" and fast_path(device))
+def _channels_last_speedup(steps: int = 5) -> float:
+    """fp32 step time in the default layout / in channels_last (`_probe_step_ms`)."""
+    default, cl = _probe_step_ms([(False, False), (False, True)], steps)
+    return default / cl
+
+
+def _bf16_speedup(steps: int = 5) -> float:
+    """fp32 step time (in the layout `cpu_channels_last_is_faster` picks) / bf16 + channels_last step time."""
+    fp32, bf16 = _probe_step_ms([(False, cpu_channels_last_is_faster()), (True, True)], steps)
+    return fp32 / bf16
 
 
 @torch.no_grad()
