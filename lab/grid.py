@@ -96,7 +96,11 @@ def run(configs, backend: str = "local", address: str = None, root=None, num_cpu
     for s in (0, 1):
         todo = [(i, c) for i, c in jobs.values() if stage(c) == s]
         if backend == "local":
-            for i, c in todo:
+            while todo:
+                # A run another process is training now (a second notebook, a worker) comes last: by then it
+                # is finished, or this process waits on its lock; the free ones are trained meanwhile.
+                i, c = next(((i, c) for i, c in todo if not lock_holder(paths[i])), todo[0])
+                todo.remove((i, c))
                 board.started(i)
                 outcome[i] = _attempt(lambda: train_one(c.kind, c.to_dict(), root))
                 board.finished(i, outcome[i])

@@ -82,13 +82,19 @@ PREFETCHED = ("05", "06", "07")  # the notebooks whose grids the worker lane tra
 def prefetch_grid(profile: str, data_root, selected=PREFETCHED) -> list:
     """The runs a worker lane trains while the notebooks run in order: the grids of notebooks 05-07 among
     `selected`, their GANs first (notebooks 05 and 06 need them soonest), then 07's EC-GAN runs, then the
-    rest (stage 1, the GAN-stream classifiers, follows stage 0 in `lab.grid.run`). Notebooks 01-04 train
-    their own runs first; a run both lanes ask for is trained once (`lab.runs.run_lock`)."""
+    rest (stage 1, the GAN-stream classifiers, follows stage 0 in `lab.grid.run`). The runs of notebook 04's
+    grid (01's GAN, the filter, the real subsets) are left to the notebooks when 01-04 are selected: they
+    need them first, and waiting for a one-thread worker to train them would leave their lane idle. A run
+    both lanes ask for is trained once (`lab.runs.run_lock`)."""
     from .config import GANConfig
     from .experiments import _unique, notebook_grid
+    from .runs import run_dir
 
     grids = [notebook_grid(nb, profile, str(data_root)) for nb in PREFETCHED if nb in selected]
-    flat = _unique([c for g in grids for c in g])
+    early = set()
+    if any(nb in selected for nb in ("01", "02", "03", "04")):
+        early = {run_dir(c).name for c in notebook_grid("04", profile, str(data_root))}
+    flat = [c for c in _unique([c for g in grids for c in g]) if run_dir(c).name not in early]
     return [c for c in flat if isinstance(c, GANConfig)] + [c for c in flat if not isinstance(c, GANConfig)]
 
 

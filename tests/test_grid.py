@@ -150,3 +150,28 @@ def test_the_board_counts_states(tmp_path):
     with grid.run_lock(run_dir(cfgs[1], tmp_path)):
         assert grid.lock_holder(run_dir(cfgs[1], tmp_path)) == os.getpid()
         assert board.counts()["running"] == 1
+
+
+def test_the_local_backend_trains_the_free_runs_before_one_another_process_is_training(tmp_path):
+    cfgs = [_gan(steps=2), _gan(seed=1, steps=2)]
+    paths = [run_dir(c, tmp_path) for c in cfgs]
+    held, release, out = threading.Event(), threading.Event(), []
+
+    def other_trainer():  # holds the first run's lock, as a second notebook or the demo's worker would
+        with grid.run_lock(paths[0]):
+            held.set()
+            release.wait(120)
+
+    holder = threading.Thread(target=other_trainer)
+    holder.start()
+    held.wait(10)
+    runner = threading.Thread(target=lambda: out.extend(grid.run(cfgs, "local", root=tmp_path, progress=False)))
+    runner.start()
+    deadline = time.time() + 120
+    while time.time() < deadline and not Run(paths[1]).is_done():
+        time.sleep(0.05)
+    assert Run(paths[1]).is_done() and not Run(paths[0]).is_done()  # the free run first, the held one waits
+    release.set()
+    holder.join()
+    runner.join(120)
+    assert [r.ok for r in out] == [True, True] and Run(paths[0]).is_done()
