@@ -98,15 +98,25 @@ def prefetch_grid(profile: str, data_root, selected=PREFETCHED) -> list:
     return [c for c in flat if isinstance(c, GANConfig)] + [c for c in flat if not isinstance(c, GANConfig)]
 
 
-def _prefetch(configs: list, root: str, threads: int, log: str) -> None:
+def _prefetch(configs: list, root: str, threads: int, log: str, parent: int = None) -> None:
     """The worker lane (a separate process): bring `configs` (kind, dict) to done with `threads` torch threads,
-    its output in `log`. A run that fails here is trained again by the notebook that needs it."""
+    its output in `log`. A run that fails here is trained again by the notebook that needs it. It exits when
+    the process `parent` (the demo's pid, passed by it: the demo may die before this process starts) ends."""
     import sys
+    import threading
 
     import torch
 
     from . import grid
 
+    parent = parent or os.getppid()
+
+    def exit_with_parent():  # a demo killed by a signal takes its worker along (a run resumes next time)
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
     torch.set_num_threads(threads)
     with open(log, "w", buffering=1) as f:
         sys.stdout = sys.stderr = f
@@ -150,7 +160,7 @@ def run_all(out_dir="runs/demo", profile: str = "smoke", only=None, jobs: int = 
         if todo:
             worker = multiprocessing.get_context("spawn").Process(
                 target=_prefetch, args=([(c.kind, c.to_dict()) for c in todo], params["RUNS_DIR"], threads,
-                                        str(Path(out_dir) / "worker.log")), daemon=True)
+                                        str(Path(out_dir) / "worker.log"), os.getpid()), daemon=True)
             worker.start()
     done, times, where = [], {}, {**machine(), "torch_threads": threads if jobs > 1 else None, "jobs": jobs}
     if where["torch_threads"] is None:

@@ -140,3 +140,42 @@ def test_the_worker_lane_runs_in_its_own_process_and_logs(tmp_path):
     assert p.exitcode == 0
     assert all(Run(run_dir(c, tmp_path / "runs")).is_done(3) for c in cfgs)
     assert "worker: 2 runs in" in (tmp_path / "w.log").read_text() and "2 trained here" in (tmp_path / "w.log").read_text()
+
+
+def test_the_worker_lane_exits_when_the_demo_is_killed(tmp_path):
+    import os
+    import signal
+    import sys
+    import time
+
+    from lab.presets import preset
+
+    cfg = preset("digits-smoke").replace(steps=10_000)  # far longer than the test waits
+    script = tmp_path / "demo.py"
+    script.write_text(
+        "import multiprocessing, os, sys\n"
+        "from lab.notebooks import _prefetch\n"
+        "from lab.config import GANConfig\n"
+        "if __name__ == '__main__':\n"
+        f"    cfg = GANConfig.from_dict({cfg.to_dict()!r})\n"
+        "    p = multiprocessing.get_context('spawn').Process(target=_prefetch, daemon=True,\n"
+        f"        args=([(cfg.kind, cfg.to_dict())], {str(tmp_path / 'runs')!r}, 1, {str(tmp_path / 'w.log')!r}, os.getpid()))\n"
+        "    p.start()\n"
+        "    print(p.pid, flush=True)\n"
+        "    p.join()\n")
+    demo = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(demo.stdout.readline())
+    time.sleep(1)
+    os.kill(demo.pid, signal.SIGKILL)  # no cleanup runs in the parent, possibly before the worker is up
+    demo.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and Path(f"/proc/{worker}").exists() and "zombie" not in _state(worker):
+        time.sleep(0.2)
+    assert not Path(f"/proc/{worker}").exists() or "zombie" in _state(worker), "the worker outlived the demo"
+
+
+def _state(pid) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
