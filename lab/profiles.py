@@ -42,7 +42,7 @@ PROFILES = {
     "smoke": Profile(
         "smoke", dataset="digits", block_dataset="digits", ecgan_dataset="digits", real_fractions=(0.2, 0.6, 1.0),
         gan_counts=(1, 2), classifier_seeds=(0,), sweep=_SWEEP, n_metrics=1000, n_fid=0, n_fid_reference=1000,
-        pool_per_class=200, filter_steps=200, n_synth=1000, ecgan_fractions=(0.25,), ecgan_seeds=(0,), biggan_seeds=(0,),
+        pool_per_class=200, filter_steps=150, n_synth=1000, ecgan_fractions=(0.25,), ecgan_seeds=(0,), biggan_seeds=(0,),
         lambda_sweep=(0.0, 0.1, 0.5), t_sweep=(0.5, 0.7, 0.9)),
     "study": Profile(
         "study", dataset="fashion", block_dataset="fashion", ecgan_dataset="fashion",
