@@ -89,3 +89,28 @@ def test_the_measurements_run_every_way(decide):
     decide.setenv("LAB_CPU_CHANNELS_LAST", "0")
     assert common._channels_last_speedup(steps=1) > 0
     assert common._bf16_speedup(steps=1) > 0
+
+
+def test_channels_last_is_dropped_for_models_whose_backward_crashes_in_it():
+    """A strided 1x1 convolution with < 8 input channels (ResNet-18's shortcut at width 4) segfaulted in
+    channels_last on an AVX2 CPU; such models train in the default layout, larger ones keep channels_last."""
+    from lab.models import ResNet18
+    from lab.train.loop import Runtime
+
+    cpu = torch.device("cpu")
+    assert common.channels_last_crashes(cpu, ResNet18(10, 4))
+    assert not common.channels_last_crashes(cpu, ResNet18(10, 8))
+    assert not common.channels_last_crashes(torch.device("cuda"), ResNet18(10, 4))
+    rt = Runtime(cpu, contextlib.nullcontext(), torch.channels_last)
+    assert rt.layout_for(ResNet18(10, 8), ResNet18(10, 4)) == torch.contiguous_format
+    assert rt.layout_for(ResNet18(10, 8)) == torch.channels_last
+
+
+def test_a_width_4_classifier_trains_with_channels_last_asked_for(tmp_path, digits_train):
+    from lab.presets import preset
+    from lab.train.classifier import train_classifier
+
+    cfg = preset("classifier-digits-smoke").replace(width=4, steps=3, log_every=1, eval_every=3, ckpt_every=3,
+                                                    channels_last="on", device="cpu")
+    run = train_classifier(cfg, digits_train, tmp_path / "c")
+    assert run.done()["step"] == 3

@@ -73,7 +73,9 @@ def train_classifier(config: ClassifierConfig, data_source, run_dir, on_step=Non
 
     # Model, optimiser, schedule, the run's own random stream.
     torch.manual_seed(cfg.seed)
-    model = ResNet18(cfg.num_classes, cfg.width).to(dev, memory_format=cl)
+    model = ResNet18(cfg.num_classes, cfg.width)
+    cl = rt.layout_for(model)
+    model = model.to(dev, memory_format=cl)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                           weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg.schedule, s, cfg.steps))

@@ -42,6 +42,18 @@ def use_channels_last(device: torch.device, setting: str) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and (cpu_channels_last_is_faster() or cpu_bf16_is_faster()))
 
 
+def channels_last_crashes(device: torch.device, *models) -> bool:
+    """Whether a model has a layer whose channels_last backward crashes on a CPU: a strided 1x1 convolution
+    with fewer than 8 input channels (a ResNet-18 shortcut at width 4 or 6). oneDNN's AVX2 kernel for its
+    weight gradient (jit_avx2_1x1_convolution_bwd_weights) segfaulted, or corrupted the heap, on an AVX2-only
+    AMD EPYC (torch 2.14.1); 8 and more input channels ran. Checked on every CPU: those models are too small
+    for the layout to matter."""
+    if device.type != "cpu":
+        return False
+    return any(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < 8
+               for model in models for m in model.modules())
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether the CPU has bf16 instructions (AVX512-BF16 or AMX-BF16; Linux /proc/cpuinfo flags)."""
     try:

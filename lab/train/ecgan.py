@@ -100,7 +100,9 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
     # real batches per iteration come from a third stream of their own, so that C still sees exactly
     # the real batches of "classifier".
     torch.manual_seed(cfg.seed)
-    models = {k: m.to(dev, memory_format=cl).train() for k, m in build_models(cfg).items()}
+    models = build_models(cfg)
+    cl = rt.layout_for(*models.values())
+    models = {k: m.to(dev, memory_format=cl).train() for k, m in models.items()}
     big = cfg.biggan_config() if cfg.method == "ecgan-biggan" else None
     opts = {}
     for k, m in models.items():

@@ -63,7 +63,9 @@ def train_gan(config: GANConfig, run_dir, on_step=None) -> Run:
 
     # Models, EMA copy, optimisers, the run's own random stream.
     torch.manual_seed(cfg.seed)
-    G, D = (m.to(dev, memory_format=cl) for m in build_gan(cfg))
+    G, D = build_gan(cfg)
+    cl = rt.layout_for(G, D)
+    G, D = G.to(dev, memory_format=cl), D.to(dev, memory_format=cl)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     adam = dict(betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps)
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, **adam)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..errors import CheckpointError
 from ..runs import Run, rng_state, set_rng_state
-from .common import Window, autocast, check_finite, resolve_device, use_channels_last
+from .common import Window, autocast, channels_last_crashes, check_finite, resolve_device, use_channels_last
 
 
 @dataclass
@@ -34,6 +34,13 @@ class Runtime:
         dev = resolve_device(cfg.device)
         cl = torch.channels_last if use_channels_last(dev, cfg.channels_last) else torch.contiguous_format
         return cls(dev, autocast(dev, cfg.precision), cl)
+
+    def layout_for(self, *models) -> torch.memory_format:
+        """The memory format to train `models` in: this runtime's, except the default layout where
+        channels_last would crash on them (`channels_last_crashes`)."""
+        if self.memory_format == torch.channels_last and channels_last_crashes(self.device, *models):
+            return torch.contiguous_format
+        return self.memory_format
 
 
 # --- Checkpoints ---------------------------------------------------------------------------
