@@ -4,9 +4,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-from torchvision.utils import make_grid
-
-from .data import to_float
+from .data import image_grid, to_float
 
 UNFILTERED_X = -0.05  # where threshold-axis plots draw the unfiltered stream (threshold None), left of 0
 # IEEE two-column conference format (CBMI): one column is 3.5 in wide, the page 7.16 in.
@@ -37,7 +35,7 @@ def export(fig, name: str, out_dir=None, width: float = COLUMN_WIDTH_IN) -> list
 
 def show_images(ax, images: torch.Tensor, nrow: int, title: str = None) -> None:
     """Draw a grid of images in [-1, 1] `(B, 3, H, W)` on `ax`."""
-    grid = make_grid(images.detach().float().cpu(), nrow=nrow, padding=1, normalize=True, value_range=(-1, 1))
+    grid = image_grid(images, nrow=nrow, padding=1)
     ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
     ax.set_axis_off()
     if title:
@@ -50,7 +48,7 @@ def labelled_rows(images: torch.Tensor, ncols: int, row_labels=None, title: str 
     fig, ax = plt.subplots(figsize=(ncols * 0.45, nrows * 0.45 + (0.3 if title else 0)))
     show_images(ax, images, nrow=ncols, title=title)
     if row_labels is not None:
-        side = images.shape[-2]  # make_grid puts 1 px of padding before every image
+        side = images.shape[-2]  # image_grid puts 1 px of padding before every image
         ax.set_axis_on()
         ax.set_yticks([1 + i * (side + 1) + side / 2 for i in range(nrows)], row_labels)
         ax.set_xticks([])

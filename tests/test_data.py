@@ -413,3 +413,19 @@ def test_unknown_name_or_split():
     with pytest.raises(LabError) as err:
         load_dataset("digits", "validation", download=False)
     assert "train" in str(err.value) and "test" in str(err.value)
+
+
+@pytest.mark.parametrize("n, nrow", [(10, 10), (7, 3), (12, 5), (3, 8)])
+def test_image_grid_is_torchvisions_make_grid_and_save_image(n, nrow, tmp_path):
+    """lab's grid (which spares every process the torchvision import) draws what torchvision draws."""
+    from PIL import Image
+    from torchvision.utils import make_grid, save_image
+
+    from lab.data import image_grid, save_image_grid
+
+    x = torch.randn(n, 3, 8, 6, generator=torch.Generator().manual_seed(n)) * 1.2  # some pixels outside [-1, 1]
+    ref = make_grid(x, nrow=nrow, padding=1, normalize=True, value_range=(-1, 1))
+    assert torch.equal(image_grid(x, nrow), ref)
+    save_image(x, tmp_path / "tv.png", nrow=nrow, normalize=True, value_range=(-1, 1), padding=1)
+    save_image_grid(x, tmp_path / "lab.png", nrow=nrow)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "lab.png")), np.asarray(Image.open(tmp_path / "tv.png")))

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
+from ..data import save_image_grid
 from ..errors import CheckpointError
 from ..runs import Run, rng_state, set_rng_state
 from .common import Window, autocast, channels_last_crashes, check_finite, resolve_device, use_channels_last
@@ -216,4 +216,4 @@ def save_grid(G, z, path, y=None, nrow: int = 10, batch_stats: bool = False) -> 
     x = (net(z) if y is None else net(z, y)).float()
     if not batch_stats:
         G.train(was_training)
-    save_image(x, path, nrow=nrow, normalize=True, value_range=(-1, 1), padding=1)
+    save_image_grid(x, path, nrow=nrow, padding=1)
