@@ -6,6 +6,13 @@ under a fresh temp root, with torchvision's expected checksums patched to theirs
 ``.labels(split)``, ``.classes``). ``digits_train`` / ``digits_test``: the embedded digits, loaded once.
 """
 import os
+
+# Under pytest-xdist (`-n auto` in pyproject.toml) every worker process gets an equal share of the cores, set
+# before torch is imported (the notebook kernels and other subprocesses of a test inherit it): two workers of
+# two threads on a 2-core machine would oversubscribe it.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
 import socket
 import urllib.error
 import urllib.request

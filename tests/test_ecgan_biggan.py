@@ -121,7 +121,7 @@ def test_short_run_beats_chance_and_fills_its_table_column(tmp_path):
     from lab.experiments import ecgan_run
     from lab.tables import ecgan_results as results
 
-    cfg = preset("digits-ecgan-smoke").replace(method="ecgan-biggan", classifier_width=4, lr=2e-3, steps=60,
+    cfg = preset("digits-ecgan-smoke").replace(method="ecgan-biggan", classifier_width=4, lr=2e-3, steps=40,
                                               bn_stats="real", eval_every=100, log_every=20, device="cpu")
     run = ecgan_run(cfg, tmp_path)
     done = run.done()

@@ -86,15 +86,16 @@ def test_features_do_not_depend_on_the_batch_size(network, digits_test):
 def test_fid_through_torch_fidelity(network, digits_test, tmp_path):
     """FID(x, x) = 0; two halves of a real split are close against real vs noise; torch-fidelity's FID
     equals `fid_from_statistics` on the network's own features; IS is reported as not computed."""
-    real = subset(digits_test, 48, seed=0)
-    a, b = real.subset(range(0, 24)), real.subset(range(24, 48))
+    # 12 images a side: the Inception pass (about 0.2 s an image on one CPU core) is most of this test's time.
+    real = subset(digits_test, 24, seed=0)
+    a, b = real.subset(range(0, 12)), real.subset(range(12, 24))
     g = torch.Generator().manual_seed(0)
-    noise = ImageDataset(torch.randint(0, 256, (24, 3, 32, 32), dtype=torch.uint8, generator=g),
-                         torch.zeros(24, dtype=torch.int64), real.classes, "noise")
-    kw = dict(isc=False, device="cpu", batch_size=24, cache_root=str(tmp_path))
-    same = fidelity.inception_metrics(a, a, n=24, **kw)
-    halves = fidelity.inception_metrics(a, b, n=24, **{**kw, "isc": True})  # IS asked for: not computable
-    vs_noise = fidelity.inception_metrics(noise, b, n=24, **kw)
+    noise = ImageDataset(torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8, generator=g),
+                         torch.zeros(12, dtype=torch.int64), real.classes, "noise")
+    kw = dict(isc=False, device="cpu", batch_size=12, cache_root=str(tmp_path))
+    same = fidelity.inception_metrics(a, a, n=12, **kw)
+    halves = fidelity.inception_metrics(a, b, n=12, **{**kw, "isc": True})  # IS asked for: not computable
+    vs_noise = fidelity.inception_metrics(noise, b, n=12, **kw)
     assert same["network"] == halves["network"] == inception.NAME
     assert halves["IS"] is None and halves["IS_std"] is None
     with torch.no_grad():
@@ -109,9 +110,9 @@ def test_fid_through_torch_fidelity(network, digits_test, tmp_path):
 @needs_network
 def test_reference_subset_is_seeded_and_cached_per_split(digits_test, tmp_path):
     kw = dict(isc=False, device="cpu", batch_size=50, cache_root=str(tmp_path))
-    src = subset(digits_test, 16, seed=1)
-    one = fidelity.inception_metrics(src, digits_test, n=16, reference_n=20, **kw)
+    src = subset(digits_test, 8, seed=1)
+    one = fidelity.inception_metrics(src, digits_test, n=8, reference_n=10, **kw)
     stats = sorted(p.name for p in tmp_path.iterdir() if "stat-fid" in p.name)
-    assert len(stats) == 1 and stats[0].startswith("lab-digits-n20-")
-    again = fidelity.inception_metrics(src, digits_test, n=16, reference_n=20, **kw)
+    assert len(stats) == 1 and stats[0].startswith("lab-digits-n10-")
+    again = fidelity.inception_metrics(src, digits_test, n=8, reference_n=10, **kw)
     assert again["FID"] == one["FID"]  # the same seeded subset, read back from the cache
