@@ -4,6 +4,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
+
 from .data import image_grid, to_float
 
 UNFILTERED_X = -0.05  # where threshold-axis plots draw the unfiltered stream (threshold None), left of 0

@@ -69,7 +69,7 @@ def train_classifier(config: ClassifierConfig, data_source, run_dir, on_step=Non
     run = Run(run_dir)
     run.init(cfg)
     rt = Runtime.of(cfg)
-    dev, amp, cl = rt.device, rt.amp, rt.memory_format
+    dev, amp = rt.device, rt.amp  # the memory format: rt.layout_for(the models), below
 
     # Model, optimiser, schedule, the run's own random stream.
     torch.manual_seed(cfg.seed)

@@ -90,7 +90,7 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
     run = Run(run_dir)
     run.init(cfg)
     rt = Runtime.of(cfg)
-    dev, amp, cl = rt.device, rt.amp, rt.memory_format
+    dev, amp = rt.device, rt.amp  # the memory format: rt.layout_for(the models), below
     test = load_dataset(cfg.dataset, "test", cfg.data_root)
     fp = fingerprint(labelled)
 

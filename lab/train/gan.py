@@ -54,7 +54,7 @@ def train_gan(config: GANConfig, run_dir, on_step=None) -> Run:
     run = Run(run_dir)
     run.init(cfg)
     rt = Runtime.of(cfg)
-    dev, amp, cl = rt.device, rt.amp, rt.memory_format
+    dev, amp = rt.device, rt.amp  # the memory format: rt.layout_for(the models), below
 
     # Data: the whole training set as uint8 on the device; batches never leave it.
     ds = load_dataset(cfg.dataset, "train", cfg.data_root)
