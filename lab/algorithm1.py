@@ -125,7 +125,7 @@ def acceptance_matrix(pool: dict, thresholds) -> torch.Tensor:
 
 def pool_examples(pool: dict, threshold, per_class: int = 8, max_classes: int = 10):
     """The first `per_class` samples of each class (of the first `max_classes`) that `threshold` keeps
-    (all samples for None): (x float (N, 3, 32, 32) in [-1, 1], y (N,)), classes with too few skipped."""
+    (all samples for None): (x float (N, 3, R, R) in [-1, 1], y (N,)), classes with too few skipped."""
     y = pool["labels"]
     keep = torch.ones_like(y, dtype=torch.bool) if unfiltered(threshold) else accept(pool["probs"], y, threshold)
     idx = []

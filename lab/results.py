@@ -16,7 +16,7 @@ import torch
 from . import experiments as ex
 from . import plots, profiles
 from . import tables as tb
-from .config import ClassifierConfig, GANConfig
+from .config import ClassifierConfig, GANConfig, image_bytes
 from .data import load_dataset
 from .runs import Run, run_dir
 
@@ -169,7 +169,7 @@ def _compression_claim(s: Study, add) -> dict:
                                         f"{real.iloc[0]:.2f} %)",
                 "verdict": "not reproduced", "p": None}
     n = int(worse.index.max())
-    raw = n * 3 * 32 * 32 / 2**20
+    raw = n * image_bytes(s.real["dataset"].iloc[0]) / 2**20
     return {**claim, "ours": ours + f"; {n:,} real images ({raw:.1f} MiB) give {worse.loc[n]:.2f} %",
             "verdict": "reproduced" if mib < raw else "not reproduced", "p": None}
 

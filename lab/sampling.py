@@ -16,7 +16,7 @@ from .errors import ConfigError, LabError
 
 @torch.no_grad()
 def generate(G, y: torch.Tensor, z: torch.Tensor = None, generator: torch.Generator = None, batch_size: int = 500):
-    """G(z, y) in batches, on G's device; z ~ N(0, I) from `generator` when not given. Returns (B, 3, 32, 32)."""
+    """G(z, y) in batches, on G's device; z ~ N(0, I) from `generator` when not given. Returns (B, 3, R, R)."""
     dev = next(G.parameters()).device
     y = y.to(dev)
     if z is None:
@@ -35,7 +35,7 @@ def class_grid_inputs(G, n_cols: int = 10, classes=None, seed: int = 0):
 
 
 def interpolate(G, y: int, steps: int = 8, n: int = 4, seed: int = 0):
-    """`n` straight lines in z between two random points, within class `y`: (n*steps, 3, 32, 32)."""
+    """`n` straight lines in z between two random points, within class `y`: (n*steps, 3, R, R)."""
     g = torch.Generator().manual_seed(seed)
     z0, z1 = torch.randn(2, n, 1, G.z_dim, generator=g)
     t = torch.linspace(0, 1, steps)[None, :, None]  # (1, steps, 1)
@@ -63,7 +63,7 @@ def _autocast_factory(autocast, device: torch.device):
 
 
 def _mixture(generators, y: torch.Tensor, gen_idx: torch.Tensor, rng: torch.Generator, device, amp) -> torch.Tensor:
-    """x (n, 3, 32, 32) float32 on `device`, x[i] = G_{gen_idx[i]}(z_i, y[i]) with fresh z_i ~ N(0, I).
+    """x (n, 3, R, R) float32 on `device`, x[i] = G_{gen_idx[i]}(z_i, y[i]) with fresh z_i ~ N(0, I).
 
     `y` and `gen_idx` are host tensors, so each generator's share is a known-size slice (no sync).
     """
@@ -107,7 +107,7 @@ def _first_true(mask: torch.Tensor, n: int):
 class FilteredSampler:
     """An endless stream of `(x, y)` batches of Algorithm-1-accepted generator samples.
 
-    Each batch has exactly `batch_size` samples on the device, x float32 (B, 3, 32, 32) in [-1, 1],
+    Each batch has exactly `batch_size` samples on the device, x float32 (B, 3, R, R) in [-1, 1],
     y int64 (B,), in random order. With `balanced=False`, Algorithm 1 as written: labels y ~ U(0, C),
     the accepted samples in the order they come, so each class appears in proportion to its acceptance
     rate (a class the filter never accepts never appears). With `balanced=True`, every class gets
@@ -126,7 +126,7 @@ class FilteredSampler:
 
     Args:
         generators: one generator or a list of them (each with `z_dim`, the same `num_classes`;
-            G(z, y) -> (B, 3, 32, 32) in [-1, 1]), on `device`.
+            G(z, y) -> (B, 3, R, R) in [-1, 1]), on `device`.
         classifier: module returning logits (B, C) for images in [-1, 1]; not called (may be None)
             when unfiltered.
         threshold: float in [0, 1]; None is the unfiltered baseline ("before filtering"): every sample
@@ -352,7 +352,7 @@ def sample_pool(generators, classifier, n_per_class: int, seed: int = 0, batch_s
     """Exactly `n_per_class` unfiltered samples per class with their classifier probabilities, on the CPU.
 
     Each sample comes from a generator chosen uniformly at random, as in `FilteredSampler`.
-    Returns a dict: `images` uint8 (N, 3, 32, 32) (rounded, see `to_uint8`), `labels` int64 (N,),
+    Returns a dict: `images` uint8 (N, 3, R, R) (rounded, see `to_uint8`), `labels` int64 (N,),
     class-major, `probs` float32 (N, C), `generator` int64 (N,) index of the generator that drew it.
     """
     generators = list(generators) if isinstance(generators, (list, tuple)) else [generators]

@@ -187,7 +187,7 @@ def synthesize(card_dir, n: int, threshold: float, out_dir, fmt: str = "png", se
     `lab.sampling.FilteredSampler` seeded from (seed, k), so every chunk is the same in every run, and an
     interrupted run resumes at the first chunk without its completion marker (no index missing or twice).
     PNG: `out_dir/<NNN_class>/<index>.png` (torchvision's ImageFolder layout, folders in label order); npz:
-    `out_dir/synthetic.npz` (images uint8 (N, 3, 32, 32), labels int64, classes). The per-class filter
+    `out_dir/synthetic.npz` (images uint8 (N, 3, R, R), labels int64, classes). The per-class filter
     statistics of all draws go to `out_dir/filter_stats.json`. A class with `max_draws_per_class` draws in a
     row and none accepted is starved: from then on the chunks are balanced over the other classes, and the
     class is listed under "starved_classes" there.

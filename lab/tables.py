@@ -2,7 +2,7 @@
 Table 1 beside the papers' values (`lab.papers`), one markdown/LaTeX writer and the correlation study."""
 import json
 
-from .config import ClassifierConfig, ECGANConfig, GANConfig
+from .config import ClassifierConfig, ECGANConfig, GANConfig, image_bytes
 from .presets import preset
 from .data import load_dataset
 from .experiments import FRACTIONS, REAL_FRACTIONS, real_subset_configs, store
@@ -195,9 +195,9 @@ def table_i(results, root=None, threshold=0.9, real=None):
                 paper_n = paper_size(n, round(n / frac))
                 rows.append({
                     "dataset": dataset, "block": "real", "rows": f"{n:,} real, same #{match}",
-                    "size (MiB)": _num(n * 3 * 32 * 32 / 2**20), "IS": None, "FID": None, "feature FD": None,
+                    "size (MiB)": _num(n * image_bytes(dataset) / 2**20), "IS": None, "FID": None, "feature FD": None,
                     "error (%)": format_pm(g["error"]),
-                    "paper size (MB)": paper_n * 3 * 32 * 32 // 1_000_000 if paper_n else None,
+                    "paper size (MB)": paper_n * 3 * 32 * 32 // 1_000_000 if paper_n else None,  # CIFAR's
                     "paper IS": PAPER_REAL_IS.get(paper_dataset(dataset)) if frac == 1 else None, "paper FID": None,
                     "paper error (%)": ref[match].get(paper_n), "paper dataset": paper_dataset(dataset),
                 })

@@ -14,8 +14,9 @@ from lab.models.biggan import DBlock, GBlock
 PAPER = ["cifar10-paper", "cifar100-paper", "cifar10-concat-paper", "cifar100-concat-paper"]
 
 
-def small(block="add", **kw):
-    return preset("digits-smoke").replace(block=block, **kw)
+def small(block="add", dataset="fashion", **kw):
+    """The smoke GAN's widths on 32x32 images (Fashion-MNIST's config; no data is read), or on `dataset`'s."""
+    return preset("digits-smoke").replace(block=block, dataset=dataset, **kw)
 
 
 def inputs(cfg, b=3, seed=0):
@@ -25,14 +26,15 @@ def inputs(cfg, b=3, seed=0):
 
 # --- Shapes and sizes ------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["digits-smoke", "cifar100-concat-paper"])
-def test_shapes_and_ranges(name):
+@pytest.mark.parametrize("name,side", [("digits-smoke", 16), ("cifar100-concat-paper", 32)])
+def test_shapes_and_ranges(name, side):
     cfg = preset(name)
     G, D = build_gan(cfg)
-    assert (G.z_dim, G.num_classes, G.img_resolution, D.num_classes) == (128, cfg.num_classes, 32, cfg.num_classes)
+    assert (G.z_dim, G.num_classes, G.img_resolution, D.num_classes) == (128, cfg.num_classes, side, cfg.num_classes)
+    assert len(G.blocks) == {16: 2, 32: 3}[side] and [b.down for b in D.blocks] == [True, side == 32, False, False]
     z, y = inputs(cfg, b=2)
     x = G(z, y)
-    assert x.shape == (2, 3, 32, 32) and x.dtype == torch.float32
+    assert x.shape == (2, 3, side, side) and x.dtype == torch.float32
     assert x.abs().max() <= 1 and x.std() > 0
     out = D(x, y)
     assert out.shape == (2,) and torch.isfinite(out).all()
@@ -140,14 +142,15 @@ def test_g_block_matches_definition(block):
     assert (block == "concat") == (gb.merge.conv is not None)
 
 
-@pytest.mark.parametrize("block", ["add", "concat"])
-def test_d_blocks_match_definition(block):
+@pytest.mark.parametrize("block,dataset", [("add", "fashion"), ("concat", "fashion"), ("concat", "digits")])
+def test_d_blocks_match_definition(block, dataset):
     torch.manual_seed(0)
-    cfg = small(block)
+    cfg = small(block, dataset)
+    side = cfg.resolution
     _, D = build_gan(cfg)
-    D(torch.randn(3, 3, 32, 32), torch.zeros(3, dtype=torch.long))  # move SN's u once
+    D(torch.randn(3, 3, side, side), torch.zeros(3, dtype=torch.long))  # move SN's u once
     D.eval()
-    x = torch.randn(3, 3, 32, 32)
+    x = torch.randn(3, 3, side, side)
     kinds = []
     for db in D.blocks:
         assert isinstance(db, DBlock)
@@ -167,8 +170,10 @@ def test_d_blocks_match_definition(block):
         x = out
     assert x.shape == (3, 4 * cfg.d_ch, 8, 8)
     # A 1x1 conv commutes with avg-pooling, so the numbers above cannot see the order; check it here.
-    # First block pools then convolves; the second is pre-activated with conv-then-pool; the rest identity.
-    assert kinds == [(False, True, True), (True, True, True), (True, False, False), (True, False, False)]
+    # First block pools then convolves; the second is pre-activated with conv-then-pool (at 32x32; at 16x16
+    # it keeps 8x8 and the identity shortcut); the rest identity.
+    second = (True, True, True) if side == 32 else (True, False, False)
+    assert kinds == [(False, True, True), second, (True, False, False), (True, False, False)]
 
 
 def test_projection_term():
@@ -207,6 +212,19 @@ def test_shared_embedding_and_hierarchical_z():
             assert not torch.allclose(G(z2, y), base)
     with pytest.raises(ConfigError):
         build_gan(small(shared_dim=16, z_dim=30))
+
+
+def test_16x16_generator():
+    """On the 16x16 digits G has two up-blocks, so hierarchical z comes in 3 chunks; attention (at 16x16 inside a
+    32x32 network) is refused with the reason."""
+    G, D = build_gan(small(dataset="digits", shared_dim=16, z_dim=96))
+    assert len(G.blocks) == 2 and G.z_chunk == 32
+    z, y = torch.randn(2, 96), torch.tensor([3, 4])
+    assert G(z, y).shape == (2, 3, 16, 16) and D(G(z, y), y).shape == (2,)
+    with pytest.raises(ConfigError, match="divisible by 3"):
+        small(dataset="digits", shared_dim=16, z_dim=128)
+    with pytest.raises(ConfigError, match="attn=False"):
+        small(dataset="digits", attn=True)
 
 
 def test_attention_variant():
@@ -314,5 +332,7 @@ def test_reference_start_is_biggan_pytorchs_and_lab_start_keeps_old_runs_hashes(
                  grid_every=200)
     study = {**smoke, "dataset": "fashion", "ema_start": 500, "ema_decay": 0.999, "steps": 2000, "log_every": 50,
              "ckpt_every": 500, "grid_every": 500}
-    assert [config_hash(GANConfig(**c)) for c in (smoke, study, {**study, "block": "concat"})] == [
-        "6053c33bb537", "06251be2bf2b", "7b846bc0160c"]
+    assert [config_hash(GANConfig(**c)) for c in (study, {**study, "block": "concat"})] == [
+        "06251be2bf2b", "7b846bc0160c"]
+    # ... except the digits' (the hash "6053c33bb537" then): they became 16x16, and a 32x32 run must not load.
+    assert GANConfig(**smoke).identity()["resolution"] == 16 and config_hash(GANConfig(**smoke)) != "6053c33bb537"

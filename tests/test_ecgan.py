@@ -59,6 +59,19 @@ def test_dcgan_shapes_range_and_sizes():
     assert (bn(DCGANDiscriminator(first_bn=False)), bn(DCGANDiscriminator(first_bn=True))) == (2, 3)
 
 
+def test_dcgan_at_16x16_drops_the_widest_layer():
+    """For the 16x16 digits G goes 4x4 (4 ngf) -> 8x8 (2 ngf) -> 16x16 (3), D 16 -> 8 (2 ndf) -> 4 (4 ndf)."""
+    G, D = DCGANGenerator(ngf=8, resolution=16), DCGANDiscriminator(ndf=8, resolution=16)
+    x = G(torch.randn(5, 100))
+    assert x.shape == (5, 3, 16, 16) and G.img_resolution == 16 and D(x).shape == (5,)
+    assert param_count(G) == 100 * 32 * 16 + 32 * 16 * 16 + 16 * 3 * 16 + 2 * (32 + 16)
+    assert param_count(D) == 3 * 16 * 16 + 16 * 32 * 16 + 32 * 16 + 2 * 32
+    S = SharedDCGANDiscriminator(10, ndf=8, first_bn=True, resolution=16)
+    assert [o.shape for o in S(x)] == [(5,), (5, 10)]
+    with pytest.raises(ValueError, match="16x16 or 32x32"):
+        DCGANGenerator(resolution=64)
+
+
 def test_dcgan_init_is_n002_and_optional():
     torch.manual_seed(0)
     conv_types = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
@@ -295,7 +308,8 @@ def test_real_images_reach_d_and_c_in_the_configured_range(tmp_path, digits_trai
     ec.train_ecgan(cfg, ec.labelled_subset(cfg, digits_train), tmp_path / "r")
     lo = 0.0 if real_range == "[0,1]" else -1.0
     (c_real, c_fake, *c_test), (d_real, d_fake, _) = seen["C"], seen["D"]  # C: real, fake, then the test split
-    assert c_real[1:] == (lo, 1.0) and d_real[1:] == (lo, 1.0)  # digits span black to white
+    # digits span black to (nearly: halving blurs the strokes) white
+    assert c_real[1] == d_real[1] == lo and c_real[2] == d_real[2] and c_real[2] > 0.95
     assert c_fake[1] < 0 and d_fake[1] < 0  # G's tanh output is in [-1, 1] either way (as in the notebook)
     assert sum(n for n, _, _ in c_test) == 1000 and min(m for _, m, _ in c_test) == lo
 

@@ -36,7 +36,7 @@ def test_biggan_config_takes_architecture_and_optimiser_from_the_preset():
         (ref.g_ch, ref.d_ch, ref.z_dim, ref.d_steps, ref.g_lr, ref.block)
     m = phases.build_models(cfg)
     assert list(m) == ["C", "G", "D"]
-    assert m["G"](torch.randn(4, big.z_dim), torch.arange(4)).shape == (4, 3, 32, 32)
+    assert m["G"](torch.randn(4, big.z_dim), torch.arange(4)).shape == (4, 3, 16, 16)
     with pytest.raises(ConfigError, match="must name a GAN preset"):
         tiny(biggan="classifier-digits-smoke")
     assert preset("svhn-ecgan-paper").replace(method="ecgan-biggan").biggan_config().g_ch == 64
@@ -61,7 +61,7 @@ def test_each_phase_changes_only_its_own_network(digits_train):
     out = phases.biggan_phases(m, m, {"D": torch.optim.SGD(m["D"].parameters(), lr=0.0), "G": opts["G"]}, big, images,
                            labels, sampler_d, gen, AMP, torch.contiguous_format)
     assert not same(snapshot(m["G"]), g0) and same(snapshot(m["D"]), d0) and same(snapshot(m["C"]), c0)
-    assert out["x_fake"].shape == (8, 3, 32, 32) and out["y_fake"].shape == (8,)
+    assert out["x_fake"].shape == (8, 3, 16, 16) and out["y_fake"].shape == (8,)
 
     # The C step changes C only, and its loss never reaches G (the fakes are detached).
     g0 = snapshot(m["G"])

@@ -119,7 +119,7 @@ def test_sample_grids_and_generator_loading(tmp_path):
     assert sorted(p.name for p in (run.path / "samples").iterdir()) == ["step-0000001.png", "step-0000002.png"]
     G = gan.load_generator(run.path)
     x = G(torch.randn(3, G.z_dim), torch.tensor([0, 1, 2]))
-    assert x.shape == (3, 3, 32, 32) and not G.training
+    assert x.shape == (3, 3, 16, 16) and not G.training
 
 
 def test_cli_trains_continues_and_reports_done(tmp_path):

@@ -131,7 +131,7 @@ def test_synthesis_is_deterministic_for_a_seed(card, tmp_path, fmt):
     b = share.synthesize(card, 50, 0.5, tmp_path / "b", fmt=fmt, seed=4, chunk=20, device="cpu", max_draws_per_class=DRY)
     assert _files(a) == _files(b)
     ds = load_dataset(f"folder:{a}", "train")
-    assert len(ds) == 50 and ds.images.dtype == torch.uint8 and ds.images.shape[1:] == (3, 32, 32)
+    assert len(ds) == 50 and ds.images.dtype == torch.uint8 and ds.images.shape[1:] == (3, 16, 16)
     counts = ds.class_counts().tolist()
     stats = json.loads((a / "filter_stats.json").read_text())
     starved = stats["starved_classes"]

@@ -1,5 +1,7 @@
 """Class-conditional BigGAN for 32x32 images (BigGAN-PyTorch's CIFAR configuration), with
 the residual merge chosen by `config.block`: "add" (BigGAN) or "concat" (Pham et al. 2019).
+For 16x16 images (the embedded digits) G has one up-block fewer (4 -> 8 -> 16) and D's first block alone
+downsamples (16 -> 8 -> 8 -> 8 -> 8): the same widths, D's same 8x8 features.
 
 G's class embeddings inside conditional BN are deliberately NOT spectrally normalised:
 BigGAN-PyTorch leaves them plain because "applying SN to G's embedding seems to randomly
@@ -59,14 +61,14 @@ class DBlock(nn.Module):
 
 
 class Generator(nn.Module):
-    """G(z, y) -> images (B, 3, 32, 32) in [-1, 1]; z (B, z_dim), y (B,) int64 labels."""
+    """G(z, y) -> images (B, 3, R, R) in [-1, 1]; z (B, z_dim), y (B,) int64 labels; R = config.resolution."""
 
-    num_blocks = 3  # 4 -> 8 -> 16 -> 32
     bottom = 4  # spatial size of the first feature map
 
     def __init__(self, config: GANConfig):
         super().__init__()
-        self.z_dim, self.num_classes, self.img_resolution = config.z_dim, config.num_classes, 32
+        self.z_dim, self.num_classes, self.img_resolution = config.z_dim, config.num_classes, config.resolution
+        self.num_blocks = config.g_blocks  # 4 -> 8 -> 16 (-> 32)
         self.ch = ch = 4 * config.g_ch
         sn = SN(config.init, config.sn_eps, config.init_start)
         self.shared_dim = config.shared_dim
@@ -87,7 +89,7 @@ class Generator(nn.Module):
 
         self.linear = sn.linear(self.z_chunk, ch * self.bottom**2)
         self.blocks = nn.ModuleList(GBlock(ch, ch, make_bn, sn, config.block, config.concat_init) for _ in range(self.num_blocks))
-        self.attn = SelfAttention(ch, sn) if config.attn else None  # after block 2 (16x16)
+        self.attn = SelfAttention(ch, sn) if config.attn else None  # after block 2 (16x16; GANConfig: 32x32 only)
         self.out_bn = nn.BatchNorm2d(ch, eps=config.bn_eps)
         self.out_conv = sn.conv(ch, 3)
 
@@ -104,24 +106,22 @@ class Generator(nn.Module):
             if i == 1 and self.attn is not None:
                 h = self.attn(h)
         h = F.relu(self.out_bn(h))
-        return torch.tanh(self.out_conv(h))  # (B, 3, 32, 32)
+        return torch.tanh(self.out_conv(h))  # (B, 3, R, R)
 
 
 class Discriminator(nn.Module):
-    """Projection discriminator D(x, y) -> logits (B,); x (B, 3, 32, 32), y (B,) int64 labels."""
+    """Projection discriminator D(x, y) -> logits (B,); x (B, 3, R, R), y (B,) int64 labels; R = config.resolution."""
 
     def __init__(self, config: GANConfig):
         super().__init__()
-        self.num_classes, self.img_resolution = config.num_classes, 32
+        self.num_classes, self.img_resolution = config.num_classes, config.resolution
         ch = 4 * config.d_ch
         sn = SN(config.init, config.sn_eps, config.init_start)
-        # 32 -> 16 -> 8 -> 8 -> 8: only the first two blocks downsample.
-        self.blocks = nn.ModuleList([
-            DBlock(3, ch, sn, config.block, preact=False, down=True, concat_init=config.concat_init),
-            DBlock(ch, ch, sn, config.block, preact=True, down=True, concat_init=config.concat_init),
-            DBlock(ch, ch, sn, config.block, preact=True, down=False, concat_init=config.concat_init),
-            DBlock(ch, ch, sn, config.block, preact=True, down=False, concat_init=config.concat_init),
-        ])
+        # 32 -> 16 -> 8 -> 8 -> 8: the first two blocks downsample (16 -> 8 -> 8 -> 8 -> 8: the first alone).
+        down = (True, True, False, False) if config.resolution == 32 else (True, False, False, False)
+        self.blocks = nn.ModuleList(
+            DBlock(3 if i == 0 else ch, ch, sn, config.block, preact=i > 0, down=d, concat_init=config.concat_init)
+            for i, d in enumerate(down))
         self.attn = SelfAttention(ch, sn) if config.attn else None  # after block 1 (16x16)
         self.linear = sn.linear(ch, 1)
         self.embed = sn.embedding(self.num_classes, ch)

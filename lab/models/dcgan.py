@@ -1,5 +1,6 @@
 """DCGAN generator and discriminator for 32x32 images (EC-GAN's GAN), and the two-head shared discriminators
-of the paper's eq. 2 baseline on a DCGAN or a ResNet-18 body."""
+of the paper's eq. 2 baseline on a DCGAN or a ResNet-18 body. For 16x16 images (the embedded digits) G and D
+drop their 16x16 <-> 32x32 layer, the one of width ngf (ndf); the rest is unchanged."""
 import torch
 from torch import nn
 
@@ -20,45 +21,53 @@ def dcgan_init_(module: nn.Module) -> nn.Module:
 
 
 class DCGANGenerator(nn.Module):
-    """z (B, z_dim) -> image (B, 3, 32, 32) in [-1, 1]: four transposed convs (no bias), BN + ReLU, tanh.
+    """z (B, z_dim) -> image (B, 3, R, R) in [-1, 1]: transposed convs (no bias), BN + ReLU, tanh.
 
     The EC-GAN notebook's 32x32 edit of the DCGAN tutorial generator: 4x4 with 4*ngf channels,
-    then 8x8 (2*ngf), 16x16 (ngf), 32x32 (3). ngf=64 gives 1.07 M parameters.
+    then 8x8 (2*ngf), 16x16 (ngf), 32x32 (3). ngf=64 gives 1.07 M parameters. At R = 16: 4x4 (4*ngf),
+    8x8 (2*ngf), 16x16 (3).
 
     Attributes:
         z_dim: latent size.
         num_classes: 0, the generator is unconditional (a `y` passed to forward is ignored).
-        img_resolution: 32.
+        img_resolution: R, 32 or 16.
     """
 
-    def __init__(self, z_dim: int = 100, ngf: int = 64, dcgan_init: bool = True):
+    def __init__(self, z_dim: int = 100, ngf: int = 64, dcgan_init: bool = True, resolution: int = 32):
         super().__init__()
-        self.z_dim, self.num_classes, self.img_resolution = z_dim, 0, 32
+        self.z_dim, self.num_classes, self.img_resolution = z_dim, 0, _check_resolution(resolution)
 
         def up(c_in, c_out):  # doubles H and W
             return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
 
-        self.net = nn.Sequential(
-            nn.ConvTranspose2d(z_dim, 4 * ngf, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * ngf), nn.ReLU(True),  # 4x4
-            *up(4 * ngf, 2 * ngf),  # 8x8
-            *up(2 * ngf, ngf),  # 16x16
-            nn.ConvTranspose2d(ngf, 3, 4, 2, 1, bias=False), nn.Tanh(),  # 32x32
-        )
+        widths = (4 * ngf, 2 * ngf, ngf)[: 2 if resolution == 16 else 3]  # at 4x4, 8x8 (, 16x16)
+        layers = [nn.ConvTranspose2d(z_dim, widths[0], 4, 1, 0, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
+        for c_in, c_out in zip(widths, widths[1:]):
+            layers += up(c_in, c_out)
+        self.net = nn.Sequential(*layers, nn.ConvTranspose2d(widths[-1], 3, 4, 2, 1, bias=False), nn.Tanh())
         if dcgan_init:
             dcgan_init_(self)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor = None) -> torch.Tensor:
-        """Images (B, 3, 32, 32) for z (B, z_dim); `y` exists for the samplers' G(z, y) call and is unused."""
+        """Images (B, 3, R, R) for z (B, z_dim); `y` exists for the samplers' G(z, y) call and is unused."""
         return self.net(z[:, :, None, None])
 
 
-def dcgan_body(ndf: int = 64, first_bn: bool = False) -> nn.Sequential:
-    """The DCGAN discriminator trunk: (B, 3, 32, 32) -> (B, 4*ndf, 4, 4), three k4 s2 convs with LeakyReLU(0.2).
+def _check_resolution(resolution: int) -> int:
+    if resolution not in (16, 32):
+        raise ValueError(f"The DCGAN networks are built for 16x16 or 32x32 images, not {resolution}x{resolution}.")
+    return resolution
+
+
+def dcgan_body(ndf: int = 64, first_bn: bool = False, resolution: int = 32) -> nn.Sequential:
+    """The DCGAN discriminator trunk: (B, 3, R, R) -> (B, 4*ndf, 4, 4), k4 s2 convs with LeakyReLU(0.2): three
+    (ndf, 2*ndf, 4*ndf channels) for R = 32, two (2*ndf, 4*ndf) for R = 16.
 
     DCGAN puts no BN on the first layer; the EC-GAN notebook does (`first_bn=True`).
     """
+    widths = (ndf, 2 * ndf, 4 * ndf)[1 if _check_resolution(resolution) == 16 else 0:]
     layers, c_in = [], 3
-    for i, c_out in enumerate((ndf, 2 * ndf, 4 * ndf)):  # 32 -> 16 -> 8 -> 4
+    for i, c_out in enumerate(widths):  # 32 -> 16 -> 8 -> 4
         layers.append(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False))
         if i > 0 or first_bn:
             layers.append(nn.BatchNorm2d(c_out))
@@ -68,16 +77,16 @@ def dcgan_body(ndf: int = 64, first_bn: bool = False) -> nn.Sequential:
 
 
 class DCGANDiscriminator(nn.Module):
-    """x (B, 3, 32, 32) -> one real/fake LOGIT per image, (B,).
+    """x (B, 3, R, R) -> one real/fake LOGIT per image, (B,).
 
     The notebook ends in a Sigmoid and uses BCELoss; we return the logit and train with
     BCE-with-logits (`lab.losses.d_bce` / `g_bce`): the same loss, computed with log-sum-exp, so a
     saturated D gives a finite loss and gradient instead of log(0). ndf=64 gives 0.66 M parameters.
     """
 
-    def __init__(self, ndf: int = 64, first_bn: bool = False, dcgan_init: bool = True):
+    def __init__(self, ndf: int = 64, first_bn: bool = False, dcgan_init: bool = True, resolution: int = 32):
         super().__init__()
-        self.body = dcgan_body(ndf, first_bn)
+        self.body = dcgan_body(ndf, first_bn, resolution)
         self.head = nn.Conv2d(4 * ndf, 1, 4, 1, 0, bias=False)  # 4x4 -> 1x1, "valid"
         if dcgan_init:
             dcgan_init_(self)
@@ -94,10 +103,11 @@ class SharedDCGANDiscriminator(nn.Module):
     classifier of the same architecture that Table 1 compares against.
     """
 
-    def __init__(self, num_classes: int, ndf: int = 64, first_bn: bool = False, dcgan_init: bool = True):
+    def __init__(self, num_classes: int, ndf: int = 64, first_bn: bool = False, dcgan_init: bool = True,
+                 resolution: int = 32):
         super().__init__()
         self.num_classes = num_classes
-        self.body = dcgan_body(ndf, first_bn)
+        self.body = dcgan_body(ndf, first_bn, resolution)
         self.head = nn.Conv2d(4 * ndf, 1, 4, 1, 0, bias=False)
         self.class_head = nn.Conv2d(4 * ndf, num_classes, 4, 1, 0)
         if dcgan_init:

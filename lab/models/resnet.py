@@ -1,4 +1,5 @@
-"""ResNet-18 for 32x32 images (the CIFAR variant: 3x3 stride-1 stem, no max-pool), the classifier of both papers."""
+"""ResNet-18 for 32x32 images (the CIFAR variant: 3x3 stride-1 stem, no max-pool), the classifier of both papers;
+16x16 images (the embedded digits) pass the same network, ending at 2x2 instead of 4x4 before the pooling."""
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,9 +52,9 @@ class ResNet18(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Globally average-pooled features of the last stage, (B, 8 * width)."""
-        h = self.stages(self.stem(x))  # (B, 8w, 4, 4)
+        h = self.stages(self.stem(x))  # (B, 8w, R/8, R/8)
         return h.mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (B, num_classes) for images x (B, 3, 32, 32) in [-1, 1]."""
+        """Logits (B, num_classes) for images x (B, 3, R, R) in [-1, 1] (R = 32, or 16)."""
         return self.linear(self.features(x))

@@ -87,7 +87,7 @@ def train_classifier(config: ClassifierConfig, data_source, run_dir, on_step=Non
     if cfg.source == "real":
         images, labels = data_source.images.to(dev), data_source.targets.to(dev)
         sampler = EpochSampler(len(images), cfg.batch_size, gen)
-        aug = augment_for(data_source.name) if cfg.augment else None
+        aug = augment_for(data_source) if cfg.augment else None
 
         def next_batch():
             idx = sampler.next()

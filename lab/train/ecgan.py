@@ -119,7 +119,7 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
     sampler = (EpochSampler if cfg.sampling == "epochs" else IndependentSampler)(len(images), cfg.batch_size, gen_data)
     gen_d = torch.Generator(dev).manual_seed(cfg.seed + 1)
     sampler_d = EpochSampler(len(images), cfg.batch_size, gen_d) if big is not None else None
-    crop = augment_for(labelled.name) if cfg.augment else None
+    crop = augment_for(labelled) if cfg.augment else None
     per_epoch = len(images) // cfg.batch_size
     total = total_steps(cfg, len(images))
     state = dict(models=models, opts=opts, rngs={"data": gen_data, "z": gen_z, **({"d": gen_d} if big else {})},

@@ -40,15 +40,15 @@ def build_models(cfg: ECGANConfig) -> dict:
     if m in ("ecgan", "classifier", "ecgan-biggan"):
         models["C"] = ResNet18(K, cfg.classifier_width)
     if m in ("shared-dcgan", "classifier-dcgan"):
-        models["D"] = SharedDCGANDiscriminator(K, cfg.ndf, cfg.d_first_bn, cfg.dcgan_init)
+        models["D"] = SharedDCGANDiscriminator(K, cfg.ndf, cfg.d_first_bn, cfg.dcgan_init, cfg.resolution)
     elif m == "shared-resnet":
         models["D"] = SharedResNetDiscriminator(K, cfg.classifier_width)
     if m == "ecgan-biggan":
         models["G"], models["D"] = build_gan(cfg.biggan_config())
     elif cfg.uses_gan:
-        models["G"] = DCGANGenerator(cfg.z_dim, cfg.ngf, cfg.dcgan_init)
+        models["G"] = DCGANGenerator(cfg.z_dim, cfg.ngf, cfg.dcgan_init, cfg.resolution)
     if m == "ecgan":
-        models["D"] = DCGANDiscriminator(cfg.ndf, cfg.d_first_bn, cfg.dcgan_init)
+        models["D"] = DCGANDiscriminator(cfg.ndf, cfg.d_first_bn, cfg.dcgan_init, cfg.resolution)
     return models
 
 
