@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lab.presets import preset
-from lab.data import load_dataset, subset
+from lab.data import ImageDataset, load_dataset, subset
 from lab.errors import ConfigError
 from lab.train.classifier import evaluate, lr_factor, train_classifier
 
@@ -101,6 +101,10 @@ def test_source_must_match_the_config(tmp_path, digits):
         train_classifier(tiny(source="gan", gans=("g",), threshold=0.5, filter="f"), digits[0], tmp_path / "r")
     with pytest.raises(ConfigError, match="gans/threshold/filter/balanced only apply"):
         tiny(threshold=0.5)
+    big = ImageDataset(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.arange(4), digits[0].classes, "digits")
+    with pytest.raises(ConfigError, match="32x32 but the test split of digits is 16x16"):
+        train_classifier(tiny(), big, tmp_path / "r32")
+    assert not (tmp_path / "r32").exists()  # refused before anything is written
 
 
 class Replay(torch.nn.Module):

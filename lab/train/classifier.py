@@ -51,6 +51,10 @@ def _check_source(cfg: ClassifierConfig, data_source) -> None:
         )
     if is_real and len(data_source.classes) != cfg.num_classes:
         raise ConfigError(f"The dataset has {len(data_source.classes)} classes, the config's {cfg.dataset} {cfg.num_classes}.")
+    if is_real and data_source.resolution != cfg.resolution:  # e.g. a synthetic set made at another size
+        side, want = data_source.resolution, cfg.resolution
+        raise ConfigError(f"The training images are {side}x{side} but the test split of {cfg.dataset} is {want}x{want}; "
+                          f"train on images of the config's dataset (a synthetic set from a {cfg.dataset} card).")
 
 
 def train_classifier(config: ClassifierConfig, data_source, run_dir, on_step=None) -> Run:
