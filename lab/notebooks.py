@@ -130,14 +130,21 @@ def _prefetch(configs: list, root: str, threads: int, log: str, parent: int = No
               f"({sum(r.trained for r in results)} trained here)")
 
 
+def kernel_threads(worker, threads: int) -> int:
+    """Torch threads of the next notebook kernel: the lane's share while the worker lane runs, every core once
+    it has finished its runs (its process has exited), so the last notebooks do not leave half the CPU idle."""
+    return threads if worker is not None and worker.is_alive() else os.cpu_count() or threads
+
+
 def run_all(out_dir="runs/demo", profile: str = "smoke", only=None, jobs: int = None) -> list:
     """Execute every notebook (or those whose name starts with one of `only`) in order; print a table of
     their wall times at the end and keep it in `<out_dir>/timings.json` (one entry per notebook, the
     latest execution of each, with the `machine` it ran on).
 
     jobs: lanes (None: `default_jobs()`). With 2, a worker process trains the runs of notebooks 05-07
-    (`prefetch_grid`) while the notebooks execute, and each lane gets half of the CPU threads; the worker's
-    output goes to `<out_dir>/worker.log`. The notebooks' results do not depend on it: every run is the same
+    (`prefetch_grid`) while the notebooks execute, and each lane gets half of the CPU threads (a kernel started
+    after the worker has exited gets them all, `kernel_threads`); the worker's output goes to
+    `<out_dir>/worker.log`. The notebooks' results do not depend on it: every run is the same
     config trained by the same code, whichever process trains it.
     """
     import multiprocessing
@@ -169,12 +176,15 @@ def run_all(out_dir="runs/demo", profile: str = "smoke", only=None, jobs: int = 
         where["torch_threads"] = torch.get_num_threads()
     try:
         for nb in selected:
+            if worker is not None:  # the kernels' torch threads, read at their start
+                os.environ["OMP_NUM_THREADS"] = str(kernel_threads(worker, threads))
             t0 = time.perf_counter()
             done.append(execute(nb, out_dir, params))
             times[nb.name] = time.perf_counter() - t0
             print(f"{nb.name}: executed in {times[nb.name]:.1f} s -> {done[-1]}", flush=True)
+            ran_on = {**where, "torch_threads": int(os.environ["OMP_NUM_THREADS"])} if worker is not None else where
             timings[nb.name] = {"seconds": round(times[nb.name], 1), "profile": profile,
-                                "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": where}
+                                "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": ran_on}
             log.write_text(json.dumps(timings, indent=1) + "\n")
     finally:
         if worker is not None:

@@ -1,5 +1,6 @@
 """The repository itself: environment files agree, notebooks are clean and execute headless."""
 import json
+import os
 import re
 import subprocess
 import tomllib
@@ -122,6 +123,31 @@ def test_the_worker_lane_trains_the_later_notebooks_runs_gans_first():
     assert prefetch_grid("smoke", "data", selected=["00", "01"]) == []
     only_07 = prefetch_grid("smoke", "data", selected=["07"])
     assert only_07 and all(c.kind == "ecgan" for c in only_07)
+
+
+def test_kernels_get_every_core_once_the_worker_lane_has_exited():
+    """While the worker runs a kernel gets its lane's threads, after it every core; the kernels' torch takes its
+    thread count from OMP_NUM_THREADS, which is how `run_all` passes it on."""
+    import multiprocessing
+    import subprocess
+    import sys
+    import time
+
+    from lab.notebooks import kernel_threads
+
+    cores = os.cpu_count()
+    worker = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(60,), daemon=True)
+    worker.start()
+    try:
+        assert kernel_threads(worker, 1) == 1
+    finally:
+        worker.terminate()
+        worker.join()
+    assert kernel_threads(worker, 1) == cores and kernel_threads(None, 1) == cores
+    for n in {1, cores}:  # (torch caps the count at the cores)
+        out = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], check=True,
+                             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(n)}).stdout
+        assert int(out) == n
 
 
 def test_the_worker_lane_runs_in_its_own_process_and_logs(tmp_path):
