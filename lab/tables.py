@@ -197,7 +197,7 @@ def table_i(results, root=None, threshold=0.9, real=None):
                     "dataset": dataset, "block": "real", "rows": f"{n:,} real, same #{match}",
                     "size (MiB)": _num(n * image_bytes(dataset) / 2**20), "IS": None, "FID": None, "feature FD": None,
                     "error (%)": format_pm(g["error"]),
-                    "paper size (MB)": paper_n * 3 * 32 * 32 // 1_000_000 if paper_n else None,  # CIFAR's
+                    "paper size (MB)": paper_n * image_bytes(paper_dataset(dataset)) // 1_000_000 if paper_n else None,
                     "paper IS": PAPER_REAL_IS.get(paper_dataset(dataset)) if frac == 1 else None, "paper FID": None,
                     "paper error (%)": ref[match].get(paper_n), "paper dataset": paper_dataset(dataset),
                 })
