@@ -6,13 +6,15 @@ from .errors import ConfigError
 # betas (0, 0.999), EMA 0.9999 from step 1000, 500 epochs = 125k G steps).
 _PAPER = dict(steps=125_000)
 # Smoke profile: the same architecture at 1/8 of the width on the embedded 16x16 digits, with a faster
-# schedule (2 D steps, lr 5e-4, an EMA of time constant 20 steps from step 100): 650 G steps, 0.38-0.46 s each
-# on one core of an AVX2-only EPYC. Measured with the demo's 150-step filter, the share of EMA samples it
-# assigns to their class: add seed 0 26 % at 500 steps, 83 % at 800; add seed 1 28 / 58 / 80 % at 500 / 650 /
-# 800; concat seed 0 57 / 82 % at 500 / 650. Class conditioning appears between 500 and 800 steps, and
-# the smoke profile shows that the pipeline runs, not how good its GANs get (the study trains 1,200 steps).
+# schedule (1 D step per G step, lr 5e-4, an EMA of time constant 20 steps from step 100): 650 G steps,
+# 0.29-0.32 s each on one core of an AVX2-only EPYC (0.38-0.46 s with 2 D steps). Measured with the demo's
+# 150-step filter, the share of EMA samples it assigns to their class (BENCHMARKS.md): with 1 D step, add seed 0
+# 57-71 % at 650 steps, 89 % at 800; add seed 1 55 / 79 % at 650 / 800; concat seed 0 83 % at 650. With 2 D
+# steps: add seed 0 57.5 % at 650, add seed 1 58 %, concat seed 0 82 %: the same per G step, at 3/4 of the
+# cost. Class conditioning appears between 500 and 800 steps, and the smoke profile shows that the pipeline
+# runs, not how good its GANs get (the study trains 1,200 steps with 2 D steps).
 _SMOKE = dict(
-    dataset="digits", g_ch=8, d_ch=8, batch_size=32, d_steps=2, g_lr=5e-4, d_lr=5e-4, init_start="lab",
+    dataset="digits", g_ch=8, d_ch=8, batch_size=32, d_steps=1, g_lr=5e-4, d_lr=5e-4, init_start="lab",
     ema_start=100, ema_decay=0.95, steps=650, log_every=20, ckpt_every=130, grid_every=130,
 )
 
