@@ -1,8 +1,11 @@
 """Interactive explorers for notebooks (ipywidgets), drivable headless for tests."""
+import io
+import threading
+
 import ipywidgets as W
-import matplotlib.pyplot as plt
 import torch
-from IPython.display import display
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from . import plots
 from .data import to_float
@@ -40,9 +43,12 @@ class ThresholdExplorer(W.VBox):
         self.rate = W.HTML()
         self.button = W.Button(description="Export figure", icon="download")
         self.saved = W.HTML()
-        self.out = W.Output()
+        # The figure is drawn outside pyplot (no figure manager: the inline backend does not show it again at the
+        # end of the cell) and shown as one PNG, swapped in whole by each update; a lock serialises updates.
+        self.image = W.Image(format="png")
         self.fig = None
-        super().__init__([W.HBox([self.filter, self.slider, self.klass, self.button]), self.rate, self.saved, self.out])
+        self._lock = threading.Lock()
+        super().__init__([W.HBox([self.filter, self.slider, self.klass, self.button]), self.rate, self.saved, self.image])
         self.filter.observe(lambda _: self.update(), names="value")
         self.slider.observe(lambda _: self.update(), names="value")
         self.klass.observe(lambda _: self.update(), names="value")
@@ -56,6 +62,10 @@ class ThresholdExplorer(W.VBox):
 
     def update(self) -> None:
         """Recompute the counts for the current threshold and class, and redraw."""
+        with self._lock:
+            self._update()
+
+    def _update(self) -> None:
         t, c = self.threshold, self.klass.value
         self.slider.disabled = t is None
         self.stats = pool_stats(self.pool, t)
@@ -63,12 +73,12 @@ class ThresholdExplorer(W.VBox):
         self.mask = torch.ones_like(labels, dtype=torch.bool) if t is None else accept(self.pool["probs"], labels, t)
         drawn, acc = int(self.stats.drawn.sum()), int(self.stats.accepted.sum())
         where = "unfiltered" if t is None else f"at threshold {t:.2f}"
+        self._draw(t, c)  # the picture first: the text is the sign that an update is complete
         self.rate.value = (
             f"<b>accepted {acc:,} / {drawn:,} = {acc / drawn:.1%}</b> {where}; "
             f"class {self.class_names[c]}: {int(self.stats.accepted[c])} / {int(self.stats.drawn[c])} "
             f"(wrong class {int(self.stats.wrong_class[c])}, below threshold {int(self.stats.low_confidence[c])})"
         )
-        self._draw(t, c)
 
     @property
     def counts(self) -> dict:
@@ -76,9 +86,8 @@ class ThresholdExplorer(W.VBox):
         return {k: getattr(self.stats, k).tolist() for k in ("drawn", "accepted", "wrong_class", "low_confidence")}
 
     def _draw(self, t: float, c: int) -> None:
-        if self.fig is not None:
-            plt.close(self.fig)
-        fig = plt.figure(figsize=(plots.PAGE_WIDTH_IN, 4.2))
+        fig = Figure(figsize=(plots.PAGE_WIDTH_IN, 4.2))
+        FigureCanvasAgg(fig)
         gs = fig.add_gridspec(2, 3, height_ratios=[1, 1.1])
         plots.filter_bars(self.stats, self.class_names, ax=fig.add_subplot(gs[0, :2]))
         self._draw_errors(fig.add_subplot(gs[0, 2]), t)
@@ -93,9 +102,13 @@ class ThresholdExplorer(W.VBox):
                 ax.set_title(f"{title} (none)", fontsize=8)
         fig.tight_layout()
         self.fig = fig
-        with self.out:
-            self.out.clear_output(wait=True)
-            display(fig)
+        self.image.value = self.png()
+
+    def png(self) -> bytes:
+        """The current figure as the PNG the widget shows (100 dpi)."""
+        buf = io.BytesIO()
+        self.fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        return buf.getvalue()
 
     def _draw_errors(self, ax, t) -> None:
         ax.axvline(plots.UNFILTERED_X if t is None else t, color="0.5", lw=1, ls="--")
@@ -111,6 +124,10 @@ class ThresholdExplorer(W.VBox):
 
     def export(self) -> list:
         """Write the current figure (PDF + PNG) via `lab.plots.export`."""
+        with self._lock:
+            return self._export()
+
+    def _export(self) -> list:
         t = self.threshold
         paths = plots.export(self.fig, f"{self.name}_{'unfiltered' if t is None else f't{t:.2f}'}", self.fig_dir,
                              width=plots.PAGE_WIDTH_IN)

@@ -57,3 +57,25 @@ def test_class_selector_and_export(pool, tmp_path):
     paths = ex.export()
     assert [p.name for p in paths] == ["ex_t0.50.pdf", "ex_t0.50.png"] and all(p.exists() for p in paths)
     assert "saved" in ex.saved.value
+
+
+def test_the_picture_is_the_whole_current_figure_and_pyplot_keeps_none(pool, tmp_path):
+    """Each update swaps in one PNG of the complete figure (the bars' three layers, the error panel, both grids),
+    and no figure is left with pyplot, whose inline backend would show it again under the widget."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    before = plt.get_fignums()
+    ex = ThresholdExplorer(pool, ["a", "b", "c"], threshold=0.5, fig_dir=tmp_path)
+    first = ex.image.value
+    ex.klass.value = 2
+    assert ex.image.value != first and ex.image.value == ex.png()  # the shown picture is the current figure's
+    assert plt.get_fignums() == before
+    bars = ex.fig.axes[0]
+    assert len(bars.containers) == 3 and len(ex.fig.axes) == 4  # accepted / wrong class / below; 2x2 panels
+    assert ex.fig.axes[2].get_title().startswith("accepted") and ex.fig.axes[3].get_title().startswith("rejected")
+    w, h = Image.open(io.BytesIO(ex.image.value)).size
+    fw, fh = ex.fig.get_size_inches() * 100
+    assert 0.8 * fw < w < 1.3 * fw and 0.8 * fh < h < 1.3 * fh  # the whole figure (tight bbox at 100 dpi)
