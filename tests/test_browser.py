@@ -3,7 +3,9 @@ Chromium (Debian's package, driven by playwright; no browser download), every ce
 the threshold slider moved, a class chosen and the export button clicked, checking what the user would see.
 
 Skipped, with the reason, where Chromium or playwright is missing (`.ci/run` installs Chromium where it can).
-Set LAB_SCREENSHOT_DIR to keep a screenshot of the explorer (docs/threshold_explorer.png comes from here).
+Set LAB_SCREENSHOT_DIR to keep a screenshot of the explorer, and LAB_SCREENSHOT_RUNS to the run store of a
+finished `make demo` (runs/demo/runs) to show its GAN instead of a 30-step one: docs/threshold_explorer.png came
+from `LAB_SCREENSHOT_DIR=docs LAB_SCREENSHOT_RUNS=runs/demo/runs pytest tests/test_browser.py`.
 """
 import json
 import os
@@ -43,12 +45,14 @@ def _free_port() -> int:
 
 
 def _notebook_copy(folder: Path) -> Path:
-    """Notebook 03 with a parameters cell for a fast run: 30-step GAN and filter, a small pool, t = 0.5."""
+    """Notebook 03 with a parameters cell for a fast run: 30-step GAN and filter, a small pool, t = 0.5 (with
+    LAB_SCREENSHOT_RUNS: the smoke profile's own runs, read from that store)."""
     nb = json.loads((NOTEBOOK_DIR / NOTEBOOK).read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     src = "".join(cell["source"])
-    values = {"STEPS": "30", "THRESHOLD": "0.5", "POOL_PER_CLASS": "40", "FIG_DIR": repr(str(folder / "figures")),
-              "RUNS_DIR": repr(str(folder / "runs"))}
+    runs = os.environ.get("LAB_SCREENSHOT_RUNS")
+    values = {"STEPS": "None" if runs else "30", "THRESHOLD": "0.5", "POOL_PER_CLASS": "None" if runs else "40",
+              "FIG_DIR": repr(str(folder / "figures")), "RUNS_DIR": repr(str(Path(runs).resolve() if runs else folder / "runs"))}
     for k, v in values.items():
         src = re.sub(rf"^{k}\s*=.*$", f"{k} = {v}", src, flags=re.M)
     cell["source"] = src
@@ -150,20 +154,27 @@ def _drive(page, url, folder):
     img1 = image.get_attribute("src")
     assert _accepted(text1) < _accepted(text0)  # a higher threshold keeps fewer of the same pool
 
-    # A second slider move with the keyboard on the handle: one step (0.01) down.
+    # A second slider move with the keyboard on the handle: one step (0.01) down. The explorer sets its picture
+    # before its text, so once the text shows an update the picture is that update's (or about to be).
     explorer.locator(".noUi-handle").first.focus()
     page.keyboard.press("ArrowLeft")
     expect(rate).to_contain_text("at threshold 0.94", timeout=60_000)
     assert _accepted(rate.inner_text()) >= _accepted(text1)
+    expect(image).not_to_have_attribute("src", img1, timeout=60_000)
+    img2 = image.get_attribute("src")
 
     # Choose another class: the per-class counts and the grids of that class are shown.
     explorer.locator(".widget-dropdown select").first.select_option(index=3)
     expect(rate).to_contain_text("class 3:", timeout=60_000)
-    expect(image).not_to_have_attribute("src", img1, timeout=60_000)
+    expect(image).not_to_have_attribute("src", img2, timeout=60_000)
 
     if os.environ.get("LAB_SCREENSHOT_DIR"):
         out = Path(os.environ["LAB_SCREENSHOT_DIR"])
         out.mkdir(parents=True, exist_ok=True)
+        no_news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's news pop-up covers a corner
+        if no_news.count():
+            no_news.first.click()
+        image.evaluate("img => img.decode()")
         explorer.screenshot(path=str(out / "threshold_explorer.png"))
 
     # Export: the button writes the figure (PDF + PNG) and says where.
