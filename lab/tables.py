@@ -53,14 +53,19 @@ def grid_key(cfg: ClassifierConfig) -> str:
     return config_hash(cfg.replace(seed=0))
 
 
-def of_gan_set(results, gan_runs: list, filter_run: Run = None):
+def of_gan_set(results, gan_runs: list, filter_run: Run = None, steps: int = None):
     """Rows of `results` (a DataFrame of `classifier_results`) trained on the stream of exactly the GANs of
-    `gan_runs` (and, if given, filtered by `filter_run`): another GAN's classifiers in the same run store
-    (a concat GAN, another seed) never mix into this GAN's numbers."""
+    `gan_runs` (and, if given, filtered by `filter_run`, for `steps` steps): another GAN's classifiers in the
+    same run store (a concat GAN, another seed) or runs of another length never mix into this GAN's numbers.
+    An empty `results` (a store without classifiers yet) gives itself back."""
+    if not len(results):
+        return results
     names = tuple(sorted(r.path.name for r in gan_runs))
     hit = (results["source"] == "gan") & results["gan_names"].map(lambda n: n == names)
     if filter_run is not None:
         hit &= results["filter"] == filter_run.path.name
+    if steps is not None:
+        hit &= results["steps"] == steps
     return results[hit]
 
 

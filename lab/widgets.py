@@ -63,22 +63,19 @@ class ThresholdExplorer(W.VBox):
     def update(self) -> None:
         """Recompute the counts for the current threshold and class, and redraw."""
         with self._lock:
-            self._update()
-
-    def _update(self) -> None:
-        t, c = self.threshold, self.klass.value
-        self.slider.disabled = t is None
-        self.stats = pool_stats(self.pool, t)
-        labels = self.pool["labels"]
-        self.mask = torch.ones_like(labels, dtype=torch.bool) if t is None else accept(self.pool["probs"], labels, t)
-        drawn, acc = int(self.stats.drawn.sum()), int(self.stats.accepted.sum())
-        where = "unfiltered" if t is None else f"at threshold {t:.2f}"
-        self._draw(t, c)  # the picture first: the text is the sign that an update is complete
-        self.rate.value = (
-            f"<b>accepted {acc:,} / {drawn:,} = {acc / drawn:.1%}</b> {where}; "
-            f"class {self.class_names[c]}: {int(self.stats.accepted[c])} / {int(self.stats.drawn[c])} "
-            f"(wrong class {int(self.stats.wrong_class[c])}, below threshold {int(self.stats.low_confidence[c])})"
-        )
+            t, c = self.threshold, self.klass.value
+            self.slider.disabled = t is None
+            self.stats = pool_stats(self.pool, t)
+            labels = self.pool["labels"]
+            self.mask = torch.ones_like(labels, dtype=torch.bool) if t is None else accept(self.pool["probs"], labels, t)
+            drawn, acc = int(self.stats.drawn.sum()), int(self.stats.accepted.sum())
+            where = "unfiltered" if t is None else f"at threshold {t:.2f}"
+            self._draw(t, c)  # the picture first: the text is the sign that an update is complete
+            self.rate.value = (
+                f"<b>accepted {acc:,} / {drawn:,} = {acc / drawn:.1%}</b> {where}; "
+                f"class {self.class_names[c]}: {int(self.stats.accepted[c])} / {int(self.stats.drawn[c])} "
+                f"(wrong class {int(self.stats.wrong_class[c])}, below threshold {int(self.stats.low_confidence[c])})"
+            )
 
     @property
     def counts(self) -> dict:
@@ -125,11 +122,8 @@ class ThresholdExplorer(W.VBox):
     def export(self) -> list:
         """Write the current figure (PDF + PNG) via `lab.plots.export`."""
         with self._lock:
-            return self._export()
-
-    def _export(self) -> list:
-        t = self.threshold
-        paths = plots.export(self.fig, f"{self.name}_{'unfiltered' if t is None else f't{t:.2f}'}", self.fig_dir,
-                             width=plots.PAGE_WIDTH_IN)
-        self.saved.value = "saved " + ", ".join(str(p) for p in paths)
-        return paths
+            t = self.threshold
+            paths = plots.export(self.fig, f"{self.name}_{'unfiltered' if t is None else f't{t:.2f}'}", self.fig_dir,
+                                 width=plots.PAGE_WIDTH_IN)
+            self.saved.value = "saved " + ", ".join(str(p) for p in paths)
+            return paths

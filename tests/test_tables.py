@@ -107,6 +107,9 @@ def test_of_gan_set_keeps_only_that_sets_classifiers(tmp_path):
     assert len(tb.of_gan_set(results, [a], Run(tmp_path / "classifier" / "f"))) == 3
     assert len(tb.of_gan_set(results, [a], Run(tmp_path / "classifier" / "another-filter"))) == 0
     assert len(tb.of_gan_set(results, [b])) == 0
+    steps = preset("classifier-cifar10-paper").steps
+    assert len(tb.of_gan_set(results, [a], steps=steps)) == 3 and len(tb.of_gan_set(results, [a], steps=steps + 1)) == 0
+    assert len(tb.of_gan_set(pd.DataFrame([]), [a], steps=steps)) == 0  # a store without classifiers yet
 
 
 def test_correlation_p_values_are_exact_for_few_sets():
