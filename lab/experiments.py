@@ -326,7 +326,8 @@ def multi_gan_grid(profile, dataset=None, block="add", gan_counts=None, threshol
 def ecgan_table_grid(profile, data_root="data", lam=0.1, threshold=0.7, fractions=None, seeds=None, biggan_seeds=None,
                      lambda_sweep=None, t_sweep=None, steps=None) -> list:
     """Notebook 07: every method at every labelled fraction and seed (the BigGAN variant with its own seeds),
-    then EC-GAN's λ and t sweeps at the first fraction."""
+    then EC-GAN's λ and t sweeps at the first fraction, and EC-GAN with its fakes kept out of C's BatchNorm
+    running statistics (`bn_stats="real"`) at the first fraction for every seed."""
     from .profiles import get
 
     P = get(profile)
@@ -337,7 +338,8 @@ def ecgan_table_grid(profile, data_root="data", lam=0.1, threshold=0.7, fraction
     frac = fractions[0]
     sweeps = [base.replace(method="ecgan", fraction=frac, lam=v) for v in (P.lambda_sweep if lambda_sweep is None else lambda_sweep)]
     sweeps += [base.replace(method="ecgan", fraction=frac, threshold=v) for v in (P.t_sweep if t_sweep is None else t_sweep)]
-    return _unique(table + sweeps)
+    bn_real = [base.replace(method="ecgan", fraction=frac, seed=s, bn_stats="real") for s in seeds]
+    return _unique(table + sweeps + bn_real)
 
 
 NOTEBOOK_GRIDS = {"04": threshold_sweep_grid, "05": block_grid, "06": multi_gan_grid, "07": ecgan_table_grid}

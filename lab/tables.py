@@ -325,6 +325,29 @@ def ecgan_results(root=None, dataset: str = None, runs=None) -> list:
     return rows
 
 
+BN_COLUMNS = {  # EC-GAN with and without its fakes in C's BatchNorm running statistics, beside C alone
+    "classifier alone": ("classifier", "all"),
+    "EC-GAN (fakes in BN statistics, the official code)": ("ecgan", "all"),
+    "EC-GAN (fakes out of BN running statistics)": ("ecgan", "real"),
+}
+
+
+def ecgan_bn_table(results_df, which: str = "final_accuracy"):
+    """Accuracy (mean ± std over seeds) of C alone and of EC-GAN with `bn_stats` "all" and "real", one row
+    per labelled size that has runs of both EC-GAN variants. `results_df`: `ecgan_results` of one λ and t."""
+    import pandas as pd
+
+    d = results_df
+    real = d[(d["method"] == "ecgan") & (d["bn_stats"] == "real")] if len(d) else d
+    rows = []
+    for frac in sorted(set(real["fraction"]) if len(real) else ()):
+        row = {"size": f"{100 * frac:g}%"}
+        for col, (method, bn) in BN_COLUMNS.items():
+            row[col] = format_pm(d[(d["method"] == method) & (d["bn_stats"] == bn) & (d["fraction"] == frac)][which], "seeds")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["size", *BN_COLUMNS]).set_index("size")
+
+
 def ecgan_table(results_df, which: str = "final_accuracy"):
     """Table 1's layout: one row per labelled size, for each paper column our accuracy (mean ± std over
     seeds) beside the paper's, then this lab's "EC-GAN, BigGAN + Alg. 1" column (no paper value). `results_df`: a DataFrame of `ecgan_results` for one setting (one grid).

@@ -393,3 +393,34 @@ def test_the_table_takes_exactly_the_grid_runs_of_every_fraction(tmp_path):
     assert table.loc["10%", "EC-GAN"] == "83.50 ± 0.71 (2 seeds)" and table.loc["30%", "EC-GAN"] == "85.50 ± 0.71 (2 seeds)"
     assert table.loc["30%", "EC-GAN: Classifier"] == "83.50 ± 0.71 (2 seeds)"
     assert len(tb.ecgan_results(tmp_path)) == 9  # the store holds the stray run too
+
+
+def test_bn_table_sets_the_two_ecgan_variants_beside_the_classifier(tmp_path):
+    """Notebook 07's BatchNorm ablation: its grid adds EC-GAN with bn_stats="real" at the first fraction for every
+    seed, and the table puts those runs beside the default EC-GAN and C alone, and only at that fraction."""
+    import pandas as pd
+
+    import lab.experiments as xe
+    import lab.tables as tb
+    from lab.runs import Run, run_dir
+
+    grid = xe.ecgan_table_grid("smoke", "data", fractions=(0.1, 0.3), seeds=(0, 1), lambda_sweep=(), t_sweep=())
+    bn = [c for c in grid if c.bn_stats == "real"]
+    assert [(c.method, c.fraction, c.seed) for c in bn] == [("ecgan", 0.1, 0), ("ecgan", 0.1, 1)]
+    acc = {("classifier", "all"): 70.0, ("ecgan", "all"): 40.0, ("ecgan", "real"): 72.0}
+    runs = []
+    for cfg in grid:
+        if (cfg.method, cfg.bn_stats) not in acc:
+            continue
+        run = Run(run_dir(cfg, tmp_path))
+        run.init(cfg)
+        a = acc[(cfg.method, cfg.bn_stats)] + 2 * cfg.seed + 10 * cfg.fraction
+        run.mark_done({"step": cfg.steps, "epochs": 1, "final_accuracy": a, "best_accuracy": a, "n_labelled": 100})
+        runs.append(run)
+    df = pd.DataFrame(tb.ecgan_results(tmp_path, runs=runs))
+    t = tb.ecgan_bn_table(df)
+    assert list(t.index) == ["10%"]  # the ablation's fraction only
+    assert t.loc["10%", "classifier alone"] == "72.00 ± 1.41 (2 seeds)"
+    assert t.loc["10%", "EC-GAN (fakes in BN statistics, the official code)"] == "42.00 ± 1.41 (2 seeds)"
+    assert t.loc["10%", "EC-GAN (fakes out of BN running statistics)"] == "74.00 ± 1.41 (2 seeds)"
+    assert tb.ecgan_bn_table(df[df["bn_stats"] == "all"]).empty  # no ablation runs: no rows

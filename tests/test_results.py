@@ -75,6 +75,11 @@ def _store(root, digits_train):
         a = acc[cfg.method] + 0.2 * cfg.seed
         _done(Run(run_dir(cfg, root)), cfg, step=cfg.steps, epochs=1.0, final_accuracy=a, best_accuracy=a,
               n_labelled=1000)
+    for cfg in ex.ecgan_table_grid("smoke", DATA, 0.1, 0.7):  # the BN ablation: 1.5 points above EC-GAN
+        if cfg.bn_stats == "real":
+            a = acc["ecgan"] + 1.5 + 0.2 * cfg.seed
+            _done(Run(run_dir(cfg, root)), cfg, step=cfg.steps, epochs=1.0, final_accuracy=a, best_accuracy=a,
+                  n_labelled=1000)
     return gans
 
 
@@ -105,6 +110,9 @@ def test_results_md_from_a_known_store(tmp_path, digits_train, monkeypatch):
     assert verdicts["EC-GAN beats the classifier alone"] == "reproduced"
     assert verdicts["EC-GAN beats the shared ResNet discriminator"] == "inconclusive"
     assert verdicts["The shared DCGAN discriminator beats its classifier alone"] == "not reproduced"
+    bn = next(line for line in text.splitlines() if "BatchNorm running statistics" in line)
+    assert "25 %: 93.70 ± 0.20 (n=3) vs 92.20 ± 0.20 (n=3)" in bn and bn.endswith("**reproduced** |")
+    assert f"| {results._p(ttest_ind([93.5, 93.7, 93.9], [92.0, 92.2, 92.4], equal_var=False).pvalue)} |" in bn
     # 2 GANs (1 MiB) reach 15.1 %, worse than the smallest real subset (800 images, 12 %): not reproduced.
     assert verdicts["A GAN set is smaller than the real data that trains an equally good classifier (same #steps)"] \
         == "not reproduced"
