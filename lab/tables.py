@@ -334,7 +334,8 @@ BN_COLUMNS = {  # EC-GAN with and without its fakes in C's BatchNorm running sta
 
 def ecgan_bn_table(results_df, which: str = "final_accuracy"):
     """Accuracy (mean ± std over seeds) of C alone and of EC-GAN with `bn_stats` "all" and "real", one row
-    per labelled size that has runs of both EC-GAN variants. `results_df`: `ecgan_results` of one λ and t."""
+    per labelled size with EC-GAN runs at `bn_stats="real"` (notebook 07: the first fraction only).
+    `results_df`: `ecgan_results` of one λ and t."""
     import pandas as pd
 
     d = results_df
