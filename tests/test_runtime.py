@@ -114,3 +114,75 @@ def test_a_width_4_classifier_trains_with_channels_last_asked_for(tmp_path, digi
                                                     channels_last="on", device="cpu")
     run = train_classifier(cfg, digits_train, tmp_path / "c")
     assert run.done()["step"] == 3
+
+
+def _cfg(**kw):
+    from lab.presets import preset
+
+    base = dict(width=8, batch_size=32, steps=7, log_every=1, eval_every=7, ckpt_every=4, device="cpu",
+                precision="auto", channels_last="auto")
+    return preset("classifier-digits-smoke").replace(**{**base, **kw})
+
+
+def test_a_run_keeps_the_runtime_its_first_process_measured(decide, tmp_path):
+    """Measured once per run, not once per process: a later process reads runtime.json instead of measuring;
+    an explicit setting (config or environment) still wins and is written down; another device re-decides."""
+    import json
+
+    from lab.runs import Run
+    from lab.train.loop import Runtime
+
+    decide.setattr(common, "cpu_has_native_bf16", lambda: False)
+    decide.setattr(common, "_channels_last_speedup", lambda: 1.3)
+    run = Run(tmp_path / "r")
+    run.init(_cfg())
+    rt = Runtime.for_run(_cfg(), run)
+    saved = lambda: json.loads((run.path / "runtime.json").read_text())
+    assert rt.memory_format == torch.channels_last and isinstance(rt.amp, contextlib.nullcontext)
+    assert saved() == {"device": "cpu", "bf16": False, "channels_last": True}
+    common.cpu_channels_last_is_faster.cache_clear()  # a new process, on which the timing would come out otherwise
+    decide.setattr(common, "_channels_last_speedup", lambda: pytest.fail("the run's decision is on disk"))
+    assert Runtime.for_run(_cfg(), run).memory_format == torch.channels_last
+    assert Runtime.for_run(_cfg(channels_last="off"), run).memory_format == torch.contiguous_format
+    assert saved()["channels_last"] is False
+    assert Runtime.for_run(_cfg(), run).memory_format == torch.contiguous_format  # the last decision
+    decide.setenv("LAB_CPU_CHANNELS_LAST", "1")
+    common.cpu_channels_last_is_faster.cache_clear()
+    assert Runtime.for_run(_cfg(), run).memory_format == torch.channels_last and saved()["channels_last"] is True
+    decide.delenv("LAB_CPU_CHANNELS_LAST")
+    common.cpu_channels_last_is_faster.cache_clear()
+    (run.path / "runtime.json").write_text(json.dumps({"device": "cuda", "bf16": True, "channels_last": True}))
+    decide.setattr(common, "_channels_last_speedup", lambda: 1.0)
+    rt = Runtime.for_run(_cfg(), run)  # decided on another device: measured here again
+    assert rt.memory_format == torch.contiguous_format and not _is_bf16(rt.amp)
+    assert saved() == {"device": "cpu", "bf16": False, "channels_last": False}
+
+
+def test_a_resume_keeps_the_layout_when_the_new_process_would_measure_otherwise(decide, tmp_path, digits_train):
+    """Interrupted in channels_last, resumed by a process whose timing favours the default layout: the run
+    finishes bit-identical to the uninterrupted channels_last run (a fresh run in the default layout does not)."""
+    from lab.train.classifier import train_classifier
+
+    decide.setattr(common, "cpu_has_native_bf16", lambda: False)
+    speedup = {"x": 1.3}
+    decide.setattr(common, "_channels_last_speedup", lambda: speedup["x"])
+    cfg = _cfg()
+    a = train_classifier(cfg, digits_train, tmp_path / "a")
+
+    class Interrupt(Exception):
+        pass
+
+    def crash_at_6(step, stats):  # after the checkpoint of step 4
+        if step == 6:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_classifier(cfg, digits_train, tmp_path / "b", on_step=crash_at_6)
+    speedup["x"] = 1.0
+    common.cpu_channels_last_is_faster.cache_clear()
+    b = train_classifier(cfg, digits_train, tmp_path / "b")
+    c = train_classifier(cfg, digits_train, tmp_path / "c")  # a new run in this process: the default layout
+    wa, wb, wc = (r.load_checkpoint()["models"]["model"] for r in (a, b, c))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)  # so the layout does change the arithmetic
+    assert a.done()["error"] == b.done()["error"]

@@ -72,7 +72,7 @@ def train_classifier(config: ClassifierConfig, data_source, run_dir, on_step=Non
     _check_source(cfg, data_source)
     run = Run(run_dir)
     run.init(cfg)
-    rt = Runtime.of(cfg)
+    rt = Runtime.for_run(cfg, run)
     dev, amp = rt.device, rt.amp  # the memory format: rt.layout_for(the models), below
 
     # Model, optimiser, schedule, the run's own random stream.

@@ -22,10 +22,15 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def autocast(device: torch.device, precision: str):
+def use_bf16(device: torch.device, precision: str) -> bool:
     """bf16 autocast for precision "bf16", and for "auto" on CUDA and on a CPU where bf16 (with channels_last)
     is measured faster than its best fp32 path (`cpu_bf16_is_faster`); plain fp32 otherwise."""
-    if not (precision == "bf16" or (precision == "auto" and _auto_bf16(device))):
+    return precision == "bf16" or (precision == "auto" and _auto_bf16(device))
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of `use_bf16`: bf16 autocast, or nothing (fp32)."""
+    if not use_bf16(device, precision):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 

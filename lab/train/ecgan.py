@@ -89,7 +89,7 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
         raise ConfigError(f"The labelled set has {len(labelled.classes)} classes, {cfg.dataset} {cfg.num_classes}.")
     run = Run(run_dir)
     run.init(cfg)
-    rt = Runtime.of(cfg)
+    rt = Runtime.for_run(cfg, run)
     dev, amp = rt.device, rt.amp  # the memory format: rt.layout_for(the models), below
     test = load_dataset(cfg.dataset, "test", cfg.data_root)
     fp = fingerprint(labelled)

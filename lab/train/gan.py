@@ -53,7 +53,7 @@ def train_gan(config: GANConfig, run_dir, on_step=None) -> Run:
     cfg = config
     run = Run(run_dir)
     run.init(cfg)
-    rt = Runtime.of(cfg)
+    rt = Runtime.for_run(cfg, run)
     dev, amp = rt.device, rt.amp  # the memory format: rt.layout_for(the models), below
 
     # Data: the whole training set as uint8 on the device; batches never leave it.
