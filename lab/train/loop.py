@@ -1,7 +1,7 @@
 """The scaffolding the three training loops share, so that each loop file keeps only its commented phases.
 
-* `Runtime.of(cfg)`: the device, autocast context and memory format of a config's runtime fields;
-  `Runtime.for_run(cfg, run)` the same, decided once per run (runtime.json), so that a resume never switches.
+* `Runtime.for_run(cfg, run)`: the device, autocast context and memory format of a config's runtime fields,
+  decided once per run (runtime.json), so that a resume never switches.
 * One checkpoint schema, `{step, config, models, opts, rngs, samplers, extra}`: `save_checkpoint` writes it
   atomically, `restore` loads it into the loop's objects with one `CheckpointError` for a file of another
   architecture, and `read_checkpoint` gives it to the loaders (checkpoints of this lab's earlier layout are
@@ -10,7 +10,6 @@
   the stats line in stats.jsonl, the progress bar and the `on_step(step, stats)` hook.
 * `fixed_noise` and `save_grid`: the sample grids of a fixed noise batch.
 """
-import contextlib
 import copy
 import json
 import time
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..data import save_image_grid
 from ..errors import CheckpointError
-from ..runs import Run, rng_state, set_rng_state
+from ..runs import Run, _atomic_write_text, rng_state, set_rng_state
 from .common import (Window, _forced, autocast, channels_last_crashes, check_finite, resolve_device, use_bf16,
                      use_channels_last)
 
@@ -34,19 +33,15 @@ class Runtime:
     memory_format: torch.memory_format
 
     @classmethod
-    def of(cls, cfg) -> "Runtime":
-        dev = resolve_device(cfg.device)
-        cl = torch.channels_last if use_channels_last(dev, cfg.channels_last) else torch.contiguous_format
-        return cls(dev, autocast(dev, cfg.precision), cl)
-
-    @classmethod
     def for_run(cls, cfg, run: Run) -> "Runtime":
-        """`of(cfg)` decided once per run. On a CPU, precision and channels_last "auto" are timings taken in
-        each process, which a loaded machine can tip either way, and the two layouts (let alone bf16) round
-        differently: a run resumed, or extended, in another process could change its arithmetic midway. So the
-        first process writes its answers to the run's runtime.json, and a later one on the same kind of device
-        reads them back instead of measuring; a setting given explicitly ("fp32", "bf16", "on", "off", or
-        $LAB_CPU_BF16 / $LAB_CPU_CHANNELS_LAST) still wins, and is written down in turn."""
+        """The runtime of `cfg`'s device, precision and channels_last fields, decided once per run.
+
+        On a CPU, precision and channels_last "auto" are timings taken in each process, which a loaded machine
+        can tip either way, and the two layouts (let alone bf16) round differently: a run resumed, or extended,
+        in another process could change its arithmetic midway. So the first process writes its answers to the
+        run's runtime.json, and a later one on the same kind of device reads them back instead of measuring; a
+        setting given explicitly ("fp32", "bf16", "on", "off", or $LAB_CPU_BF16 / $LAB_CPU_CHANNELS_LAST)
+        still wins, and is written down in turn."""
         dev = resolve_device(cfg.device)
         path = Path(run.path) / "runtime.json"
         saved = json.loads(path.read_text()) if path.exists() else {}
@@ -58,10 +53,8 @@ class Runtime:
         cl = saved["channels_last"] if keep_cl else use_channels_last(dev, cfg.channels_last)
         now = {"device": dev.type, "bf16": bf16, "channels_last": cl}
         if now != saved:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(now))
-            tmp.replace(path)
-        amp = torch.autocast(dev.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+            _atomic_write_text(path, json.dumps(now))
+        amp = autocast(dev, "bf16" if bf16 else "fp32")
         return cls(dev, amp, torch.channels_last if cl else torch.contiguous_format)
 
     def layout_for(self, *models) -> torch.memory_format:
