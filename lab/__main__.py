@@ -1,4 +1,4 @@
-"""Command line: `python -m lab demo | train-gan | bench | results | export-card | synthesize`, a thin layer over
+"""Command line: `python -m lab demo | train-gan | bench | study | results | export-card | synthesize`, a thin layer over
 the package's functions."""
 import argparse
 import json
@@ -139,6 +139,16 @@ def main(argv=None) -> int:
     gr.add_argument("--num-cpus", type=float, default=1, help="ray: CPUs per task (torch threads)")
     gr.add_argument("--num-gpus", type=float, help="ray: GPUs per task (default 1 where CUDA is available)")
 
+    st = sub.add_parser("study", help="grow the study's ledger: train what it lacks, export, rewrite RESULTS.md")
+    st.add_argument("--minutes", type=float, help="start only runs expected to finish within this many minutes")
+    st.add_argument("--lanes", type=int, help="processes of one thread each (default: one per core)")
+    st.add_argument("--profile", default="study", choices=("smoke", "study", "paper"))
+    st.add_argument("--root", default="runs/study", help="the run store (checkpoints; not committed)")
+    st.add_argument("--ledger", default=None, help="the ledger folder (default: results/ledger of this checkout)")
+    st.add_argument("--data-root", default="data")
+    st.add_argument("--no-results", action="store_true", help="do not rewrite RESULTS.md at the end")
+    st.add_argument("--status", action="store_true", help="print the manifest's jobs per tier, done and to do; train nothing")
+
     res = sub.add_parser("results", help="write RESULTS.md and results/*.png from a study's run store")
     res.add_argument("--runs", default="runs/study", help="the demo folder of the study (its runs/ and timings.json)")
     res.add_argument("--profile", default="study", choices=("smoke", "study", "paper"))
@@ -176,6 +186,19 @@ def main(argv=None) -> int:
             out = synthesize(args.card, args.n, t, args.out, args.format, args.seed, device=args.device,
                              max_draws_per_class=args.max_draws_per_class)
             print(f"wrote {out}")
+        elif args.cmd == "study":
+            from . import ledger, study
+
+            where = args.ledger or ledger.DEFAULT
+            if args.status:
+                for tier, n in sorted(study.status(args.profile, where, args.data_root).items()):
+                    print(f"tier {tier}: {n['done']} in the ledger, {n['todo']} to do")
+            else:
+                if args.minutes is None:
+                    raise LabError("study needs --minutes N (the time it may spend), or --status.")
+                out = study.study(args.minutes, args.lanes, args.profile, args.root, where, args.data_root,
+                                  not args.no_results)
+                print(f"study: {len(out)} job(s) exported to {where}")
         elif args.cmd == "results":
             from pathlib import Path
 

@@ -1,5 +1,6 @@
 """The papers' experiment grids as get-or-train runs: Pham et al.'s real subsets, GANs, filtered streams and GAN
 sets, and EC-GAN's methods by labelled fraction. Tables of their results live in `lab.tables`."""
+import contextlib
 import hashlib
 import json
 import math
@@ -13,6 +14,27 @@ from .runs import Run, default_root, get_or_train, run_dir
 
 # The paper's real subsets are 10k..50k of 50k training images: these fractions of the train split.
 REAL_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)
+_TRAIN_SIZES = {}  # dataset -> training-split size known without loading it (`known_train_sizes`)
+
+
+def train_size(dataset: str, data_root: str = "data") -> int:
+    """The number of training images of `dataset` (what the real subsets are fractions of): as recorded by
+    `known_train_sizes` (the study's ledger, read with no dataset on disk), else by loading the split."""
+    if dataset in _TRAIN_SIZES:
+        return _TRAIN_SIZES[dataset]
+    return len(load_dataset(dataset, "train", data_root))
+
+
+@contextlib.contextmanager
+def known_train_sizes(sizes: dict):
+    """Within the block, `train_size` answers from `sizes` ({dataset: n}) instead of loading the split."""
+    saved = dict(_TRAIN_SIZES)
+    _TRAIN_SIZES.update(sizes)
+    try:
+        yield
+    finally:
+        _TRAIN_SIZES.clear()
+        _TRAIN_SIZES.update(saved)
 
 
 # --- Runs -------------------------------------------------------------------------------
@@ -158,7 +180,8 @@ def store(root=None) -> Path:
 
 
 def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None, device: str = "auto",
-                    seed: int = 0, weights=None, n_fid: int = None, n_reference: int = None) -> dict:
+                    seed: int = 0, weights=None, n_fid: int = None, n_reference: int = None,
+                    threshold: float = 0.9) -> dict:
     """Metrics of the uniform mixture of `gan_runs` (unfiltered samples), cached in `<root>/metrics/`.
 
     In-domain, on n samples: Fréchet distance in the filter classifier's penultimate features against
@@ -168,6 +191,7 @@ def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None,
     (`lab.fidelity.fid_network`); what was not computed is None and `inception` says why. Never faked.
     """
     from . import fidelity, metrics
+    from .algorithm1 import pool_stats
     from .config import ClassifierConfig
     from .sampling import sample_pool
     from .train.classifier import load_classifier
@@ -194,7 +218,8 @@ def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None,
     out = {"gans": names, "filter": filter_run.path.name, "n": len(pool["labels"]), "feature_fd": fd,
            "per_class_fd": per_class, "duplicate_rate": dup["overall"], "per_class_duplicate_rate": dup["per_class"],
            "G_MiB": sum(metrics.size_mb(G, "MiB") for G in gens), "IS": None, "IS_std": None, "FID": None,
-           "fid_n": None, "fid_reference_n": None}
+           "fid_n": None, "fid_reference_n": None,
+           "acceptance": {"threshold": threshold, "per_class": pool_stats(pool, threshold).acceptance_rate().tolist()}}
     if not n_fid:
         out["inception"] = "not computed: n_fid = 0 (the profile skips FID)"
     elif fidelity.inception_available(weights):
@@ -276,7 +301,7 @@ def threshold_sweep_grid(profile, dataset=None, block="add", seed=0, threshold=0
     gan = gan_config(profile, dataset, block, seed, data_root, steps)
     base = classifier_config(profile, gan.dataset, data_root, **({"steps": steps} if steps else {}))
     filt = filter_config(profile, gan.dataset, data_root, steps)
-    n_train = len(load_dataset(base.dataset, "train", data_root))
+    n_train = train_size(base.dataset, data_root)
     real = real_subset_configs(base, n_train, "steps", P.real_fractions) + real_subset_configs(base, n_train, "epochs",
                                                                                             P.real_fractions)
     g, f = _names([gan, filt])
@@ -294,16 +319,21 @@ def gan_set_grid(base: ClassifierConfig, gans: list, filt, threshold, seeds) -> 
         gan_classifier_config(base, g, f, None)]
 
 
-def block_grid(profile, dataset=None, seed=0, threshold=0.9, classifier_seeds=None, data_root="data", steps=None) -> list:
-    """Notebook 05: the add and the concat GAN of one seed, the filter, and each GAN's classifiers."""
+def block_grid(profile, dataset=None, seed=0, threshold=0.9, classifier_seeds=None, data_root="data", steps=None,
+               gan_seeds=None) -> list:
+    """Notebook 05: the add and the concat GAN of `seed` (or of each of `gan_seeds`), the filter, and each GAN's
+    classifiers: every classifier seed for the GANs of the first GAN seed, the first classifier seed for the
+    others (a GAN's error is the mean of its classifier seeds; the spread between GANs is the claim's ±)."""
     from .profiles import get
 
     seeds = classifier_seeds or get(profile).classifier_seeds
     dataset = dataset or get(profile).block_dataset
-    gans = [gan_config(profile, dataset, b, seed, data_root, steps) for b in ("add", "concat")]
+    gan_seeds = tuple(gan_seeds or (seed,))
+    gans = [gan_config(profile, dataset, b, s, data_root, steps) for s in gan_seeds for b in ("add", "concat")]
     base = classifier_config(profile, gans[0].dataset, data_root, **({"steps": steps} if steps else {}))
     filt = filter_config(profile, gans[0].dataset, data_root, steps)
-    return _unique(gans + [filt] + [c for g in gans for c in gan_set_grid(base, [g], filt, threshold, seeds)])
+    clf = [c for g in gans for c in gan_set_grid(base, [g], filt, threshold, seeds if g.seed == gan_seeds[0] else seeds[:1])]
+    return _unique(gans + [filt] + clf)
 
 
 def multi_gan_grid(profile, dataset=None, block="add", gan_counts=None, threshold=0.9, classifier_seeds=None,
@@ -316,7 +346,7 @@ def multi_gan_grid(profile, dataset=None, block="add", gan_counts=None, threshol
     gans = [gan_config(profile, dataset, block, s, data_root, steps) for s in range(max(counts))]
     base = classifier_config(profile, gans[0].dataset, data_root, **({"steps": steps} if steps else {}))
     filt = filter_config(profile, gans[0].dataset, data_root, steps)
-    n_train = len(load_dataset(base.dataset, "train", data_root))
+    n_train = train_size(base.dataset, data_root)
     real = real_subset_configs(base, n_train, "steps", P.real_fractions) + real_subset_configs(base, n_train, "epochs",
                                                                                             P.real_fractions)
     sets = [c for k in counts for c in gan_set_grid(base, gans[:k], filt, threshold, seeds)]

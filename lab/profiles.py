@@ -2,8 +2,9 @@
 
 * smoke: the embedded digits, narrow models, a few hundred steps: every notebook in a minute or two on a CPU;
   it checks that the pipeline runs, not what the papers claim.
-* study: Fashion-MNIST (60k/10k) at a scale that fits under 2 h of a 2-core CPU, with 3 classifier seeds
-  on every headline row and real FID: the protocols of both papers, run for a finding (RESULTS.md).
+* study: Fashion-MNIST (60k/10k) at budgets that can decide the papers' claims (`lab.adequacy`): 3 classifier
+  seeds on every headline row, 3 GAN seeds per block, real FID; many CPU hours, grown across sessions and
+  machines by `python -m lab study` into the committed ledger (results/ledger/) that RESULTS.md is read from.
 * paper: the papers' own datasets, networks and lengths (CIFAR-10/100, SVHN) on a GPU.
 * official: notebook 07 only, EC-GAN with the settings of its official notebook (on SVHN).
 """
@@ -34,6 +35,10 @@ class Profile:
     biggan_seeds: tuple  # seeds of the "EC-GAN, BigGAN + Alg. 1" column (its most expensive run)
     lambda_sweep: tuple  # EC-GAN's λ sweep
     t_sweep: tuple  # EC-GAN's threshold sweep
+    block_gan_seeds: tuple = (0,)  # GAN seeds of each block in notebook 05 (the spread between GANs)
+    threshold: float = 0.9  # the headline Algorithm 1 threshold (Table I, the verdicts)
+    ecgan_lambda: float = 0.1  # EC-GAN's headline λ (the paper's)
+    ecgan_threshold: float = 0.7  # EC-GAN's headline pseudo-label threshold t (the paper's)
 
 
 _PAPER_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)  # 10k..50k of CIFAR's 50k
@@ -47,15 +52,16 @@ PROFILES = {
     "study": Profile(
         "study", dataset="fashion", block_dataset="fashion", ecgan_dataset="fashion",
         real_fractions=tuple(k / 6 for k in range(1, 7)),  # 10k, 20k, ..., 60k of Fashion-MNIST's 60k
-        gan_counts=(1, 2, 4), classifier_seeds=(0, 1, 2), sweep=_SWEEP, n_metrics=2000, n_fid=500,
-        n_fid_reference=1000, pool_per_class=500, filter_steps=3000, n_synth=2_000, ecgan_fractions=(0.1, 0.2, 0.3),
-        ecgan_seeds=(0, 1, 2), biggan_seeds=(0,), lambda_sweep=(0.0, 0.1, 0.5), t_sweep=(0.5, 0.7, 0.9)),
+        gan_counts=(1, 2, 4), classifier_seeds=(0, 1, 2), sweep=_SWEEP, n_metrics=2000, n_fid=2000,
+        n_fid_reference=10_000, pool_per_class=500, filter_steps=None, n_synth=2_000, ecgan_fractions=(0.1, 0.3),
+        ecgan_seeds=(0, 1, 2), biggan_seeds=(0,), lambda_sweep=(0.0, 0.1, 0.5), t_sweep=(0.5, 0.7, 0.9),
+        block_gan_seeds=(0, 1, 2)),
     "paper": Profile(
         "paper", dataset="cifar10", block_dataset="cifar100", ecgan_dataset="svhn", real_fractions=_PAPER_FRACTIONS, gan_counts=(1, 2, 4, 6),
         classifier_seeds=(0, 1, 2), sweep=_SWEEP, n_metrics=50_000, n_fid=50_000, n_fid_reference=50_000,
         pool_per_class=1000, filter_steps=None, n_synth=50_000, ecgan_fractions=(0.1, 0.15, 0.2, 0.25, 0.3),
         ecgan_seeds=(0, 1, 2), biggan_seeds=(0, 1, 2), lambda_sweep=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9),
-        t_sweep=(0.5, 0.7, 0.9)),
+        t_sweep=(0.5, 0.7, 0.9), block_gan_seeds=(0, 1, 2)),
 }
 PROFILES["official"] = Profile(**{**PROFILES["paper"].__dict__, "name": "official"})
 

@@ -10,7 +10,7 @@ from ..errors import ConfigError
 from ..models import ResNet18
 from ..runs import Run
 from .common import EpochSampler, all_finite, divergence
-from .loop import LogWindow, Runtime, load_models, read_checkpoint, restore, save_checkpoint
+from .loop import LogWindow, Runtime, load_models, model_states, restore, save_checkpoint
 
 
 def lr_factor(schedule: str, step: int, total: int) -> float:
@@ -163,5 +163,5 @@ def load_classifier(run_dir, device="cpu") -> torch.nn.Module:
     run = Run(run_dir)
     cfg = run.config(ClassifierConfig)
     model = ResNet18(cfg.num_classes, cfg.width)
-    load_models({"model": model}, read_checkpoint(run)["models"], f"{run.checkpoint_path} does not match its config.json")
+    load_models({"model": model}, model_states(run, "model"), f"{run.path} holds weights that do not match its config.json")
     return model.to(device).eval().requires_grad_(False)

@@ -3,7 +3,6 @@ import contextlib
 import functools
 import math
 import os
-import time
 
 import torch
 
@@ -23,9 +22,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def use_bf16(device: torch.device, precision: str) -> bool:
-    """bf16 autocast for precision "bf16", and for "auto" on CUDA and on a CPU where bf16 (with channels_last)
-    is measured faster than its best fp32 path (`cpu_bf16_is_faster`); plain fp32 otherwise."""
-    return precision == "bf16" or (precision == "auto" and _auto_bf16(device))
+    """bf16 autocast for precision "bf16", and for "auto" on CUDA and on a CPU with native bf16 instructions
+    (`cpu_bf16`); plain fp32 otherwise."""
+    return precision == "bf16" or (precision == "auto" and (device.type == "cuda" or (device.type == "cpu" and cpu_bf16())))
 
 
 def autocast(device: torch.device, precision: str):
@@ -35,16 +34,11 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def _auto_bf16(device: torch.device) -> bool:
-    return device.type == "cuda" or (device.type == "cpu" and cpu_bf16_is_faster())
-
-
 def use_channels_last(device: torch.device, setting: str) -> bool:
-    """channels_last for "on", and for "auto" on CUDA and on a CPU where it is measured faster, in fp32
-    (`cpu_channels_last_is_faster`) or as part of the bf16 path (`cpu_bf16_is_faster`)."""
+    """channels_last for "on", and for "auto" on CUDA and on a CPU (`cpu_channels_last`)."""
     if setting != "auto":
         return setting == "on"
-    return device.type == "cuda" or (device.type == "cpu" and (cpu_channels_last_is_faster() or cpu_bf16_is_faster()))
+    return device.type == "cuda" or (device.type == "cpu" and cpu_channels_last())
 
 
 def channels_last_crashes(device: torch.device, *models) -> bool:
@@ -59,14 +53,19 @@ def channels_last_crashes(device: torch.device, *models) -> bool:
                for model in models for m in model.modules())
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether the CPU has bf16 instructions (AVX512-BF16 or AMX-BF16; Linux /proc/cpuinfo flags)."""
+@functools.cache
+def cpu_flags() -> frozenset:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
+            return frozenset(next((line for line in f if line.startswith("flags")), "").split())
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU has bf16 instructions (AVX512-BF16 or AMX-BF16)."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def _forced(name: str):
@@ -75,71 +74,22 @@ def _forced(name: str):
     return value == "1" if value in ("0", "1") else None
 
 
-@functools.cache
-def cpu_channels_last_is_faster(min_speedup: float = 1.1) -> bool:
-    """Whether channels_last pays for fp32 training on this CPU, decided once per process by timing a small
-    conv net (`_channels_last_speedup`, ~0.5 s): only if it is `min_speedup` times faster than the default
-    layout. On a 2-core Xeon with AVX-512 a smoke G step was 1.2-1.4x faster in channels_last (avg-pooling
-    and the convolutions' backward gain most). $LAB_CPU_CHANNELS_LAST=1/0 forces the answer."""
-    forced = _forced("LAB_CPU_CHANNELS_LAST")
-    if forced is not None:
-        return forced
-    return _channels_last_speedup() >= min_speedup
-
-
-@functools.cache
-def cpu_bf16_is_faster(min_speedup: float = 1.2) -> bool:
-    """Whether bf16 autocast (with channels_last) pays on this CPU, decided once per process: never without
-    native bf16 (on an AVX2-only AMD EPYC one bf16 step took ~9x longer than fp32); else by timing a small
-    conv net's training step against fp32 in the layout `cpu_channels_last_is_faster` picks (~0.5 s): only if
-    it is `min_speedup` times faster. $LAB_CPU_BF16=1/0 forces the answer."""
+def cpu_bf16() -> bool:
+    """precision="auto" on a CPU: bf16 autocast exactly where the CPU has native bf16 instructions. Decided by
+    capability, never by a timing, so every process on one machine computes the same numbers (a half-second
+    timing came out either way on a loaded machine). Measured: on an AVX2-only AMD EPYC a bf16 step took ~9x
+    longer than fp32; with AVX-512 BF16, bf16 + channels_last ran at or above fp32's speed (BENCHMARKS.md).
+    $LAB_CPU_BF16=1/0 forces the answer."""
     forced = _forced("LAB_CPU_BF16")
-    if forced is not None:
-        return forced
-    if not cpu_has_native_bf16():
-        return False
-    return _bf16_speedup() >= min_speedup
+    return cpu_has_native_bf16() if forced is None else forced
 
 
-def _probe_step_ms(variants, steps: int = 5) -> list:
-    """Best time in ms of a training step of a small conv net shaped like the smoke models' layers (3x3 convs
-    of 32 channels at 32x32, batch norm, ReLU, 2x average pooling and nearest upsampling; batch 32), for each
-    (bf16, channels_last) variant. The variants take turns step by step, so that a slow spell of a shared
-    machine hits all of them, and the least disturbed step of each counts (others only ever add time)."""
-    nn = torch.nn
-    nets, times = [], []
-    for bf16, channels_last in variants:
-        torch.manual_seed(0)
-        net = nn.Sequential(
-            nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-            nn.AvgPool2d(2), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Upsample(scale_factor=2),
-            nn.Conv2d(32, 32, 3, padding=1))
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        x = torch.randn(32, 32, 32, 32, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=fmt)
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        nets.append((net.to(memory_format=fmt), x, ctx))
-        times.append([])
-    for i in range(steps + 1):  # the first step warms up (kernel selection)
-        for (net, x, ctx), t in zip(nets, times):
-            t0 = time.perf_counter()
-            with ctx:
-                loss = net(x).float().square().mean()
-            loss.backward()
-            if i:
-                t.append(time.perf_counter() - t0)
-    return [1000 * min(t) for t in times]
-
-
-def _channels_last_speedup(steps: int = 5) -> float:
-    """fp32 step time in the default layout / in channels_last (`_probe_step_ms`)."""
-    default, cl = _probe_step_ms([(False, False), (False, True)], steps)
-    return default / cl
-
-
-def _bf16_speedup(steps: int = 5) -> float:
-    """fp32 step time (in the layout `cpu_channels_last_is_faster` picks) / bf16 + channels_last step time."""
-    fp32, bf16 = _probe_step_ms([(False, cpu_channels_last_is_faster()), (True, True)], steps)
-    return fp32 / bf16
+def cpu_channels_last() -> bool:
+    """channels_last="auto" on a CPU: on, on every CPU (fp32 steps of the smoke GAN ran 1.2-1.35x faster in
+    channels_last on a 2-core AVX-512 Xeon and 1.15-1.2x on an AVX2-only EPYC; models it would crash on keep
+    the default layout, `channels_last_crashes`). A rule, not a timing. $LAB_CPU_CHANNELS_LAST=1/0 forces it."""
+    forced = _forced("LAB_CPU_CHANNELS_LAST")
+    return True if forced is None else forced
 
 
 @torch.no_grad()

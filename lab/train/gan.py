@@ -9,7 +9,8 @@ from ..losses import d_hinge, g_hinge
 from ..models import build_gan, param_count, size_mb
 from ..runs import Run
 from .common import EpochSampler, all_finite, divergence, ema_update
-from .loop import LogWindow, Runtime, fixed_noise, load_models, read_checkpoint, restore, save_checkpoint, save_grid
+from .loop import (LogWindow, Runtime, fixed_noise, load_models, model_states, restore, save_checkpoint,
+                   save_grid)
 
 
 def hinge_d_step(G, D, opt_D, x, y, z, y_fake, amp, memory_format=torch.contiguous_format):
@@ -143,6 +144,6 @@ def load_generator(run_dir, ema: bool = True, device="cpu") -> torch.nn.Module:
     run = Run(run_dir)
     cfg = run.config(GANConfig)
     G, _ = build_gan(cfg)
-    load_models({"G_ema" if ema else "G": G}, read_checkpoint(run)["models"],
-                f"{run.checkpoint_path} does not match its config.json")
+    role = "G_ema" if ema else "G"
+    load_models({role: G}, model_states(run, role), f"{run.path} holds weights that do not match its config.json")
     return G.to(device).eval().requires_grad_(False)

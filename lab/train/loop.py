@@ -1,7 +1,7 @@
 """The scaffolding the three training loops share, so that each loop file keeps only its commented phases.
 
 * `Runtime.for_run(cfg, run)`: the device, autocast context and memory format of a config's runtime fields,
-  decided once per run (runtime.json), so that a resume never switches.
+  decided by the device's capability once per run (runtime.json), so that a resume never switches.
 * One checkpoint schema, `{step, config, models, opts, rngs, samplers, extra}`: `save_checkpoint` writes it
   atomically, `restore` loads it into the loop's objects with one `CheckpointError` for a file of another
   architecture, and `read_checkpoint` gives it to the loaders (checkpoints of this lab's earlier layout are
@@ -36,12 +36,11 @@ class Runtime:
     def for_run(cls, cfg, run: Run) -> "Runtime":
         """The runtime of `cfg`'s device, precision and channels_last fields, decided once per run.
 
-        On a CPU, precision and channels_last "auto" are timings taken in each process, which a loaded machine
-        can tip either way, and the two layouts (let alone bf16) round differently: a run resumed, or extended,
-        in another process could change its arithmetic midway. So the first process writes its answers to the
-        run's runtime.json, and a later one on the same kind of device reads them back instead of measuring; a
-        setting given explicitly ("fp32", "bf16", "on", "off", or $LAB_CPU_BF16 / $LAB_CPU_CHANNELS_LAST)
-        still wins, and is written down in turn."""
+        "auto" follows the device's capability (`lab.train.common.cpu_bf16`, `cpu_channels_last`), the same in
+        every process of one machine. The first process writes its answers to the run's runtime.json, and a
+        later one on the same kind of device reads them back, so that a run resumed on another CPU (one with
+        native bf16, say) keeps its arithmetic; a setting given explicitly ("fp32", "bf16", "on", "off", or
+        $LAB_CPU_BF16 / $LAB_CPU_CHANNELS_LAST) still wins, and is written down in turn."""
         dev = resolve_device(cfg.device)
         path = Path(run.path) / "runtime.json"
         saved = json.loads(path.read_text()) if path.exists() else {}
@@ -83,6 +82,18 @@ def save_checkpoint(run: Run, step: int, cfg, models: dict, opts: dict, rngs: di
 def read_checkpoint(run: Run) -> dict:
     """The run's checkpoint in the current schema (checkpoints of the earlier per-loop layouts converted)."""
     return _upgrade(run.load_checkpoint())
+
+
+def model_states(run: Run, role: str) -> dict:
+    """A finished run's model state dicts: from its checkpoint, else (a run of the study's ledger, `lab.ledger`)
+    the `role` weights of its weights.safetensors."""
+    from ..ledger import load_weights
+
+    if not run.has_checkpoint():
+        weights = load_weights(run.path, role)
+        if weights is not None:
+            return {role: weights}
+    return read_checkpoint(run)["models"]
 
 
 def restore(run: Run, device, models: dict, opts: dict, rngs: dict, samplers: dict) -> tuple[int, dict]:

@@ -1,0 +1,311 @@
+"""`python -m lab study --minutes N`: grow the study's committed ledger.
+
+The manifest is the union of the study notebooks' grids (04-07, `lab.experiments`), every run once, in
+priority order: the headline runs first (Algorithm 1's filter, the first add GAN, its stream at the headline
+threshold and unfiltered, the real split), then the real subsets, EC-GAN's table, the other GANs, their
+streams, and the rest; the GAN-set metrics (FID, per-class acceptance) last. `study` skips what the ledger
+holds, restores ledger runs that a new run depends on into the run store, trains the rest in lanes (one
+process of one thread each: two 2-thread processes on 2 cores starve each other), exports each finished run to
+the ledger and rewrites RESULTS.md. A lane starts a run only when its estimated time (from the ledger's own
+records, else `DEFAULT_SEC_PER_STEP`) fits before the deadline, so a run never dies with the session.
+"""
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import experiments as ex
+from . import ledger as lg
+from . import profiles
+from .config import ClassifierConfig, ECGANConfig, GANConfig
+from .errors import LabError
+from .runs import Run, lock_holder, run_dir
+
+# Seconds per step of one thread of an AVX2-only EPYC (fp32, channels_last), for runs of a kind the ledger has
+# no record of yet: real classifier 0.1 (+ evaluations), GAN 0.45, stream classifier ~0.25, EC-GAN ~0.25.
+DEFAULT_SEC_PER_STEP = {"gan": 0.5, "real": 0.12, "stream": 0.3, "ecgan": 0.3}
+METRICS_SECONDS = 1800  # a GAN set's metrics: 2,000 samples and (once per machine) 10,000 reference images at ~5/s
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of the study: a run config, or the metrics of a GAN set (`gans`, `filter`: run names)."""
+
+    priority: int
+    config: object = None
+    gans: tuple = ()
+    filter: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "metrics" if self.config is None else self.config.kind
+
+    def name(self, root=None) -> str:
+        return f"metrics:{'+'.join(self.gans)}" if self.config is None else run_dir(self.config, root).name
+
+
+def manifest(profile: str = "study", data_root: str = "data", steps: int = None) -> list:
+    """The union of notebooks 04-07's grids for `profile` (with the profile's headline threshold, λ and t and
+    its GAN seeds per block), every run once, then a metrics job per GAN set; as `Job`s in priority order.
+    `steps` overrides every run's length (tests)."""
+    P = profiles.get(profile)
+    grids = (ex.threshold_sweep_grid(profile, P.dataset, threshold=P.threshold, data_root=data_root, steps=steps)
+             + ex.block_grid(profile, P.block_dataset, threshold=P.threshold, data_root=data_root, steps=steps,
+                             gan_seeds=P.block_gan_seeds)
+             + ex.multi_gan_grid(profile, P.dataset, threshold=P.threshold, data_root=data_root, steps=steps)
+             + ex.ecgan_table_grid(profile, data_root, P.ecgan_lambda, P.ecgan_threshold, steps=steps))
+    configs = ex._unique(grids)
+    head = ex.gan_config(profile, P.dataset, "add", 0, data_root, steps)
+    base = ex.classifier_config(profile, P.dataset, data_root, **({"steps": steps} if steps else {}))
+    jobs = [Job(priority(c, P, run_dir(head).name, base), c) for c in configs]
+    sets = {}
+    for c in configs:
+        if isinstance(c, ClassifierConfig) and c.source == "gan":
+            sets.setdefault((tuple(sorted(c.gans)), c.filter), None)
+    jobs += [Job(9, None, g, f) for g, f in sets]
+    return sorted(jobs, key=lambda j: j.priority)  # stable: the grids' order within a tier
+
+
+def priority(cfg, P, head_gan: str, base: ClassifierConfig) -> int:
+    """The tier of a run: 0 the filter (the real split, seed 0), 1 the first add GAN, 2 its stream at the
+    headline threshold and unfiltered, 3 the real split's other seeds, 4 the real subsets at the same #steps,
+    5 EC-GAN's table at the headline λ and t, 6 the other GANs, 7 their streams at the headline threshold and
+    unfiltered, 8 the rest (threshold sweep, same-#epochs rows, EC-GAN's sweeps and ablations)."""
+    if isinstance(cfg, GANConfig):
+        return 1 if run_dir(cfg).name == head_gan else 6
+    if isinstance(cfg, ECGANConfig):
+        headline = (cfg.lam == P.ecgan_lambda and cfg.threshold == P.ecgan_threshold and cfg.bn_stats == "all"
+                    and cfg.method != "ecgan-biggan")
+        return 5 if headline else 8
+    if cfg.source == "real":
+        if cfg.steps != base.steps:
+            return 8
+        return (0 if cfg.seed == 0 else 3) if not cfg.subset else 4
+    if cfg.threshold not in (P.threshold, None):
+        return 8
+    return 2 if cfg.gans == (head_gan,) else 7
+
+
+# --- What a job needs, and whether it is done ---------------------------------------------------------
+def needs(job: Job) -> list:
+    """(kind, run name) of the runs a job reads: a stream classifier's GANs and filter; EC-GAN needs none."""
+    if job.config is None:
+        return [("gan", g) for g in job.gans] + [("classifier", job.filter)]
+    c = job.config
+    if isinstance(c, ClassifierConfig) and c.source == "gan":
+        return [("gan", g) for g in c.gans] + [("classifier", c.filter)]
+    return []
+
+
+def _metrics_path(job: Job, ledger) -> Path | None:
+    for p in sorted((Path(ledger) / "metrics").glob("*.json")):
+        m = json.loads(p.read_text())
+        if tuple(sorted(m["gans"])) == job.gans and m["filter"] == job.filter:
+            return p
+    return None
+
+
+def in_ledger(job: Job, ledger) -> bool:
+    if job.config is None:
+        return _metrics_path(job, ledger) is not None
+    return lg.has(ledger, job.kind, run_dir(job.config).name, _steps(job.config))
+
+
+def _steps(cfg):
+    return getattr(cfg, "steps", None) or None
+
+
+def estimate(job: Job, ledger) -> float:
+    """Seconds a job should take on this machine: its steps times the median seconds per step of the ledger's
+    runs of its kind recorded on this CPU, else `DEFAULT_SEC_PER_STEP`."""
+    if job.config is None:
+        return METRICS_SECONDS
+    c = job.config
+    kind = "gan" if isinstance(c, GANConfig) else "ecgan" if isinstance(c, ECGANConfig) else (
+        "real" if c.source == "real" else "stream")
+    rates = []
+    from .notebooks import cpu_model
+
+    for k, name, rec in lg.records(ledger):
+        if k != c.kind or not rec.get("seconds") or rec.get("machine", {}).get("cpu") != cpu_model():
+            continue
+        cfg = json.loads((Path(ledger) / k / name / "config.json").read_text())
+        if k == "classifier" and ("real" if cfg.get("source") == "real" else "stream") != kind:
+            continue
+        rates.append(rec["seconds"] / max(1, cfg.get("steps") or 1))
+    rate = sorted(rates)[len(rates) // 2] if rates else DEFAULT_SEC_PER_STEP[kind]
+    return rate * (c.steps or 1)
+
+
+# --- Doing one job ------------------------------------------------------------------------------
+def run_job(job: Job, root, ledger, profile: str, data_root: str) -> Path:
+    """Train (or finish) the job's run in the store `root`, or compute its metrics; export it to the ledger."""
+    from .notebooks import machine
+
+    for kind, name in needs(job):
+        lg.restore(ledger, kind, name, root)
+    t0 = time.perf_counter()
+    if job.config is None:
+        P = profiles.get(profile)
+        gans = [Run(Path(root) / "gan" / g) for g in job.gans]
+        m = ex.gan_set_metrics(gans, Run(Path(root) / "classifier" / job.filter), P.n_metrics, root,
+                               n_fid=P.n_fid, n_reference=P.n_fid_reference, threshold=P.threshold)
+        m["record"] = {"seconds": round(time.perf_counter() - t0, 1), "machine": machine()}
+        cached = next(p for p in sorted((Path(root) / "metrics").glob("*.json"))
+                      if json.loads(p.read_text())["gans"] == m["gans"] and json.loads(p.read_text())["filter"] == job.filter)
+        return lg.export_metrics(m, cached, ledger)
+    path = run_dir(job.config, root)
+    if not Run(path).is_done(_steps(job.config)):
+        ex.train_config(job.config, root)
+    if job.config.kind == "classifier" and job.config.source == "real" and not job.config.subset:
+        _record_dataset(job.config, ledger)
+    return lg.export(Run(path), ledger, round(time.perf_counter() - t0, 1), machine())
+
+
+def _record_dataset(cfg, ledger) -> None:
+    from .data import load_dataset
+
+    test = load_dataset(cfg.dataset, "test", cfg.data_root)
+    lg.write_dataset(ledger, cfg.dataset, ex.train_size(cfg.dataset, cfg.data_root), test.classes)
+
+
+# --- Lanes --------------------------------------------------------------------------------------
+def _ready(job: Job, root, ledger) -> bool:
+    return all(lg.has(ledger, k, n) or Run(Path(root) / k / n).is_done() for k, n in needs(job))
+
+
+def _claim(job: Job, root, ledger):
+    """An exclusive claim on the job (the run's lock file, a metrics job's own), or None when another lane
+    holds it."""
+    import fcntl
+
+    path = Path(root) / ".study-claims" / (job.name(root).replace(":", "-").replace("+", "_")[:200] + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
+
+
+def lane(jobs: list, root, ledger, deadline: float, profile: str, data_root: str, log=print) -> list:
+    """Take the first ready, unclaimed job that fits before `deadline`, do it, repeat; returns what it did.
+    Waits while every remaining job waits on a run another lane is training."""
+    done = []
+    while True:
+        failed = _failed(root, deadline)
+        todo = [j for j in jobs if not in_ledger(j, ledger) and j.name(root) not in failed
+                and not any(f"{k}/{n}" in failed for k, n in needs(j))]
+        if not todo:
+            return done
+        left = deadline - time.time()
+        fits = [j for j in todo if estimate(j, ledger) <= left]
+        if not fits:
+            return done
+        picked = None
+        for j in fits:
+            if not _ready(j, root, ledger):
+                continue
+            claim = _claim(j, root, ledger)
+            if claim is None:
+                continue
+            if in_ledger(j, ledger):  # finished by another lane meanwhile
+                claim.close()
+                continue
+            picked = (j, claim)
+            break
+        if picked is None:
+            if not any(_claim_busy(j, root) for j in todo) and not any(lock_holder(run_dir(j.config, root))
+                                                                         for j in todo if j.config is not None):
+                return done  # nothing runs anywhere and nothing is ready: the rest waits on a later session
+            time.sleep(5)
+            continue
+        j, claim = picked
+        t0 = time.time()
+        log(f"study: {j.name(root)} (tier {j.priority}, about {estimate(j, ledger) / 60:.0f} min) ...")
+        try:
+            out = run_job(j, root, ledger, profile, data_root)
+            log(f"study: {j.name(root)} -> {out} in {(time.time() - t0) / 60:.1f} min")
+            done.append(out)
+        except Exception as e:  # one failed run (a starved stream, a divergence) must not stop the others
+            log(f"study: {j.name(root)} FAILED after {(time.time() - t0) / 60:.1f} min: {type(e).__name__}: "
+                f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+            with open(Path(root) / "study-failures.jsonl", "a") as f:
+                f.write(json.dumps({"job": j.name(root), "kind": j.kind, "error": f"{type(e).__name__}: {e}",
+                                    "when": time.strftime("%Y-%m-%d %H:%M:%S"), "study": deadline}) + "\n")
+        finally:
+            claim.close()
+
+
+def _failed(root, deadline) -> set:
+    """The jobs that failed in this call of `study` (any lane; its deadline names the call): "name" and
+    "kind/name", so that the jobs reading a failed run are skipped too. A later call tries them again."""
+    path = Path(root) / "study-failures.jsonl"
+    out = set()
+    for line in path.read_text().splitlines() if path.exists() else []:
+        rec = json.loads(line)
+        if rec.get("study") == deadline:
+            out |= {rec["job"], f"{rec['kind']}/{rec['job']}"}
+    return out
+
+
+def _claim_busy(job: Job, root) -> bool:
+    f = _claim(job, root, None)
+    if f is None:
+        return True
+    f.close()
+    return False
+
+
+def _lane_main(args) -> list:
+    jobs, root, ledger, deadline, profile, data_root, index = args
+    import torch
+
+    torch.set_num_threads(1)
+    log_path = Path(root) / f"study-lane{index}.log"
+
+    def log(msg):
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        with open(log_path, "a") as f:
+            f.write(line + "\n")
+    return [str(p) for p in lane(jobs, root, ledger, deadline, profile, data_root, log)]
+
+
+def study(minutes: float, lanes: int = None, profile: str = "study", root="runs/study", ledger=lg.DEFAULT,
+          data_root: str = "data", results: bool = True, steps: int = None) -> list:
+    """Grow the ledger for `minutes`: train what it lacks in `lanes` processes of one thread each (default:
+    one per core), export each finished run, then rewrite RESULTS.md and its figures. Returns the exported
+    paths."""
+    import multiprocessing as mp
+
+    if not minutes or minutes <= 0:
+        raise LabError(f"--minutes must be a positive number of minutes, got {minutes!r}.")
+    lanes = lanes or max(1, os.cpu_count() or 1)
+    root, ledger = Path(root).resolve(), Path(ledger).resolve()
+    jobs = manifest(profile, data_root, steps)
+    deadline = time.time() + 60 * minutes
+    os.environ["OMP_NUM_THREADS"] = "1"  # every lane one thread, inherited by the spawned processes
+    args = [(jobs, str(root), str(ledger), deadline, profile, data_root, i) for i in range(lanes)]
+    if lanes == 1:
+        out = _lane_main(args[0])
+    else:
+        with mp.get_context("spawn").Pool(lanes) as pool:
+            out = [p for part in pool.map(_lane_main, args) for p in part]
+    if results:
+        from .results import write
+
+        write(ledger, profile=profile)
+    return out
+
+
+def status(profile: str = "study", ledger=lg.DEFAULT, data_root: str = "data") -> dict:
+    """Jobs of the manifest by tier: how many the ledger holds and how many remain."""
+    out = {}
+    for j in manifest(profile, data_root):
+        t = out.setdefault(j.priority, {"done": 0, "todo": 0})
+        t["done" if in_ledger(j, ledger) else "todo"] += 1
+    return out
