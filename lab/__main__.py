@@ -149,8 +149,9 @@ def main(argv=None) -> int:
     st.add_argument("--no-results", action="store_true", help="do not rewrite RESULTS.md at the end")
     st.add_argument("--status", action="store_true", help="print the manifest's jobs per tier, done and to do; train nothing")
 
-    res = sub.add_parser("results", help="write RESULTS.md and results/*.png from a study's run store")
-    res.add_argument("--runs", default="runs/study", help="the demo folder of the study (its runs/ and timings.json)")
+    res = sub.add_parser("results", help="write RESULTS.md and results/*.png from the study's ledger")
+    res.add_argument("--runs", default=None, help="the ledger (default: results/ledger of this checkout), or a run "
+                     "store / demo folder")
     res.add_argument("--profile", default="study", choices=("smoke", "study", "paper"))
     res.add_argument("--out", default="RESULTS.md", help="the markdown file")
     res.add_argument("--figures", default="results", help="folder of the figures (PNG)")
@@ -202,9 +203,11 @@ def main(argv=None) -> int:
         elif args.cmd == "results":
             from pathlib import Path
 
-            from .results import write
+            from .ledger import DEFAULT
+            from .report import write
 
-            root = Path(args.runs) / "runs" if (Path(args.runs) / "runs").is_dir() else Path(args.runs)
+            runs = Path(args.runs) if args.runs else DEFAULT
+            root = runs / "runs" if (runs / "runs").is_dir() else runs
             print(f"wrote {write(root, args.out, args.figures, args.profile, args.data_root)}")
     except LabError as e:  # one actionable sentence, no traceback wall
         print(f"error: {e}", file=sys.stderr)

@@ -25,7 +25,7 @@ from .runs import Run, lock_holder, run_dir
 # Seconds per step of one thread of an AVX2-only EPYC (fp32, channels_last), for runs of a kind the ledger has
 # no record of yet: real classifier 0.1 (+ evaluations), GAN 0.45, stream classifier ~0.25, EC-GAN ~0.25.
 DEFAULT_SEC_PER_STEP = {"gan": 0.5, "real": 0.12, "stream": 0.3, "ecgan": 0.3}
-METRICS_SECONDS = 1800  # a GAN set's metrics: 2,000 samples and (once per machine) 10,000 reference images at ~5/s
+IMAGES_PER_SECOND = 4  # the FID network on one CPU thread (BENCHMARKS.md: 7.6-9.8 images/s on 2 threads)
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,13 @@ def manifest(profile: str = "study", data_root: str = "data", steps: int = None)
     head = ex.gan_config(profile, P.dataset, "add", 0, data_root, steps)
     base = ex.classifier_config(profile, P.dataset, data_root, **({"steps": steps} if steps else {}))
     jobs = [Job(priority(c, P, run_dir(head).name, base), c) for c in configs]
-    sets = {}
+    sets, filt = {}, run_dir(ex.filter_config(profile, P.dataset, data_root, steps)).name
     for c in configs:
         if isinstance(c, ClassifierConfig) and c.source == "gan":
             sets.setdefault((tuple(sorted(c.gans)), c.filter), None)
+    for c in configs:  # every GAN alone too: its per-class acceptance is an adequacy check of each claim using it
+        if isinstance(c, GANConfig):
+            sets.setdefault(((run_dir(c).name,), filt), None)
     jobs += [Job(9, None, g, f) for g, f in sets]
     return sorted(jobs, key=lambda j: j.priority)  # stable: the grids' order within a tier
 
@@ -116,11 +119,13 @@ def _steps(cfg):
     return getattr(cfg, "steps", None) or None
 
 
-def estimate(job: Job, ledger) -> float:
+def estimate(job: Job, ledger, profile: str = "study") -> float:
     """Seconds a job should take on this machine: its steps times the median seconds per step of the ledger's
-    runs of its kind recorded on this CPU, else `DEFAULT_SEC_PER_STEP`."""
+    runs of its kind recorded on this CPU, else `DEFAULT_SEC_PER_STEP`; a GAN set's metrics: its images through
+    the FID network (with the reference images, which the first set of a machine computes)."""
     if job.config is None:
-        return METRICS_SECONDS
+        P = profiles.get(profile)
+        return 60 + (P.n_fid + P.n_metrics + (P.n_fid_reference if P.n_fid else 0)) / IMAGES_PER_SECOND
     c = job.config
     kind = "gan" if isinstance(c, GANConfig) else "ecgan" if isinstance(c, ECGANConfig) else (
         "real" if c.source == "real" else "stream")
@@ -202,7 +207,7 @@ def lane(jobs: list, root, ledger, deadline: float, profile: str, data_root: str
         if not todo:
             return done
         left = deadline - time.time()
-        fits = [j for j in todo if estimate(j, ledger) <= left]
+        fits = [j for j in todo if estimate(j, ledger, profile) <= left]
         if not fits:
             return done
         picked = None
@@ -225,7 +230,7 @@ def lane(jobs: list, root, ledger, deadline: float, profile: str, data_root: str
             continue
         j, claim = picked
         t0 = time.time()
-        log(f"study: {j.name(root)} (tier {j.priority}, about {estimate(j, ledger) / 60:.0f} min) ...")
+        log(f"study: {j.name(root)} (tier {j.priority}, about {estimate(j, ledger, profile) / 60:.0f} min) ...")
         try:
             out = run_job(j, root, ledger, profile, data_root)
             log(f"study: {j.name(root)} -> {out} in {(time.time() - t0) / 60:.1f} min")
@@ -276,10 +281,11 @@ def _lane_main(args) -> list:
 
 
 def study(minutes: float, lanes: int = None, profile: str = "study", root="runs/study", ledger=lg.DEFAULT,
-          data_root: str = "data", results: bool = True, steps: int = None) -> list:
+          data_root: str = "data", results: bool = True, steps: int = None, out=lg.DEFAULT.parent.parent / "RESULTS.md",
+          fig_dir=lg.DEFAULT.parent) -> list:
     """Grow the ledger for `minutes`: train what it lacks in `lanes` processes of one thread each (default:
-    one per core), export each finished run, then rewrite RESULTS.md and its figures. Returns the exported
-    paths."""
+    one per core), export each finished run, then rewrite RESULTS.md (`out`) and its figures (`fig_dir`).
+    Returns the exported paths."""
     import multiprocessing as mp
 
     if not minutes or minutes <= 0:
@@ -291,15 +297,15 @@ def study(minutes: float, lanes: int = None, profile: str = "study", root="runs/
     os.environ["OMP_NUM_THREADS"] = "1"  # every lane one thread, inherited by the spawned processes
     args = [(jobs, str(root), str(ledger), deadline, profile, data_root, i) for i in range(lanes)]
     if lanes == 1:
-        out = _lane_main(args[0])
+        exported = _lane_main(args[0])
     else:
         with mp.get_context("spawn").Pool(lanes) as pool:
-            out = [p for part in pool.map(_lane_main, args) for p in part]
+            exported = [p for part in pool.map(_lane_main, args) for p in part]
     if results:
-        from .results import write
+        from .report import write
 
-        write(ledger, profile=profile)
-    return out
+        write(ledger, out, fig_dir, profile, data_root, steps)
+    return exported
 
 
 def status(profile: str = "study", ledger=lg.DEFAULT, data_root: str = "data") -> dict:

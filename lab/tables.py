@@ -43,7 +43,8 @@ def classifier_results(root=None, dataset: str = None) -> list:
             "run": run.path.name, "config": grid_key(cfg), "dataset": cfg.dataset, "source": cfg.source, "n_real": n,
             "gans": len(cfg.gans), "gan_names": tuple(sorted(cfg.gans)), "threshold": cfg.threshold, "filter": cfg.filter or None,
             "steps": cfg.steps, "epochs": round(cfg.steps * cfg.batch_size / n, 2) if n else None,
-            "seed": cfg.seed, "error": done["error"],
+            "seed": cfg.seed, "error": done["error"], "per_class": done.get("per_class_accuracy"),
+            "evals": [(r["step"], r["test_error"]) for r in run.stats() if "test_error" in r],
         })
     return rows
 
@@ -321,6 +322,7 @@ def ecgan_results(root=None, dataset: str = None, runs=None) -> list:
             "classifier_width": cfg.classifier_width, "real_range": cfg.real_range, "c_steps": cfg.c_steps,
             "bn_stats": cfg.bn_stats, "augment": cfg.augment, "biggan": cfg.biggan if cfg.method == "ecgan-biggan" else "", "seed": cfg.seed, "steps": done["step"],
             "epochs": done["epochs"], "final_accuracy": done["final_accuracy"], "best_accuracy": done["best_accuracy"],
+            "evals": [(r["step"], r["test_acc"]) for r in run.stats() if "test_acc" in r],
         })
     return rows
 

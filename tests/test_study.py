@@ -1,0 +1,121 @@
+"""lab.study and lab.ledger: the manifest, a whole (tiny) study into a ledger, a second call that trains nothing,
+the ledger's weights against the runs' checkpoints, a restore into a fresh run store, RESULTS.md from the
+ledger with no dataset on disk; and the committed RESULTS.md against the committed ledger."""
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lab import ledger as lg
+from lab import profiles, report, study
+from lab.runs import Run
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """The smoke profile with a threshold every untrained GAN meets (t = 0: the filter's argmax is the class),
+    one sweep point and one seed everywhere: every job of its manifest runs in seconds."""
+    smoke = profiles.get("smoke")
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(
+        smoke, threshold=0.0, sweep=(None, 0.0), classifier_seeds=(0,), lambda_sweep=(0.1,), t_sweep=(0.7,),
+        n_metrics=100, real_fractions=(0.5, 1.0)))
+    return "smoke"
+
+
+def test_the_manifest_is_the_union_of_the_grids_in_priority_order():
+    jobs = study.manifest("study")
+    names = [j.name() for j in jobs]
+    assert len(names) == len(set(names))  # every run once
+    assert [j.priority for j in jobs] == sorted(j.priority for j in jobs)
+    first, second = jobs[0].config, jobs[1].config
+    assert first.kind == "classifier" and first.source == "real" and first.subset == 0 and first.seed == 0  # the filter
+    assert second.kind == "gan" and second.block == "add" and second.seed == 0
+    gans = [j.config for j in jobs if j.kind == "gan"]
+    assert {(g.block, g.seed) for g in gans} == {("add", s) for s in range(4)} | {("concat", s) for s in range(3)}
+    metrics = [j for j in jobs if j.kind == "metrics"]
+    assert len(metrics) >= 8 and all(j.priority == 9 for j in metrics)  # the FID correlation's >= 8 GAN sets
+    ec = [j.config for j in jobs if j.kind == "ecgan" and j.priority == 5]
+    assert {c.fraction for c in ec} == {0.1, 0.3} and {c.seed for c in ec} == {0, 1, 2}
+
+
+def test_a_tiny_study_into_a_ledger(tmp_path, tiny, digits_root, monkeypatch):
+    root, ledger = tmp_path / "runs", tmp_path / "ledger"
+    out = study.study(30, 1, tiny, root, ledger, str(digits_root), steps=4, out=tmp_path / "RESULTS.md",
+                      fig_dir=tmp_path / "results")
+    jobs = study.manifest(tiny, str(digits_root), steps=4)
+    assert len(out) == len(jobs) and all(study.in_ledger(j, ledger) for j in jobs)
+    assert not list(ledger.rglob("checkpoint.pt")) and not list(ledger.rglob("*.tmp*"))
+    gan = next(j for j in jobs if j.kind == "gan")
+    name = gan.name()
+    assert {p.name for p in (ledger / "gan" / name).iterdir()} == {
+        "config.json", "stats.jsonl", "done.json", "runtime.json", "record.json", "weights.safetensors", "samples.png"}
+    rec = json.loads((ledger / "gan" / name / "record.json").read_text())
+    assert rec["seconds"] > 0 and rec["machine"]["cpu"]
+    # The ledger's weights are the run's EMA generator, and load_generator reads them as it reads a checkpoint.
+    from lab.train.gan import load_generator
+
+    a, b = load_generator(root / "gan" / name), load_generator(ledger / "gan" / name)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    # Every GAN set's metrics carry the per-class acceptance at the profile's threshold.
+    mets = [json.loads(p.read_text()) for p in (ledger / "metrics").glob("*.json")]
+    assert len(mets) == sum(j.kind == "metrics" for j in jobs)
+    assert all(m["acceptance"]["threshold"] == 0.0 and len(m["acceptance"]["per_class"]) == 10 for m in mets)
+    # A second call finds everything in the ledger and trains nothing.
+    assert study.study(30, 1, tiny, root, ledger, str(digits_root), results=False, steps=4) == []
+    # A new session: a fresh run store gets the ledger's runs back, and a stream classifier can load them.
+    fresh = tmp_path / "fresh"
+    stream = next(j for j in jobs if j.kind == "classifier" and j.config.source == "gan")
+    for kind, dep in study.needs(stream):
+        assert lg.restore(ledger, kind, dep, fresh).is_done()
+    from lab.train.classifier import load_classifier
+
+    load_classifier(fresh / "classifier" / stream.config.filter)
+    # RESULTS.md from the ledger alone (no dataset where data_root points), the same page as the study wrote.
+    page = (tmp_path / "RESULTS.md").read_text()
+    again = report.write(ledger, tmp_path / "again.md", tmp_path / "results", tiny, str(tmp_path / "no-data"), steps=4)
+    assert again.read_text().replace("again.md", "RESULTS.md") == page
+    assert "## Adequacy rules" in page and "## GANs: per-class acceptance" in page
+    assert "the same-#steps budget is 0.06 epochs of the largest real subset" in page  # 4 steps: far below 5 epochs
+
+
+def test_a_failing_run_is_logged_and_the_others_go_on(tmp_path, tiny, digits_root, monkeypatch):
+    from lab import experiments as ex
+
+    real = ex.train_config
+
+    def broken(cfg, root=None, on_step=None):
+        if cfg.kind == "gan":
+            raise RuntimeError("a broken GAN")
+        return real(cfg, root, on_step)
+
+    monkeypatch.setattr(ex, "train_config", broken)
+    root, ledger = tmp_path / "runs", tmp_path / "ledger"
+    out = study.study(30, 1, tiny, root, ledger, str(digits_root), results=False, steps=4)
+    failures = [json.loads(line) for line in (root / "study-failures.jsonl").read_text().splitlines()]
+    assert {f["kind"] for f in failures} == {"gan"} and "a broken GAN" in failures[0]["error"]
+    assert out and not (ledger / "gan").exists()  # the others were exported; nothing that needs a GAN ran
+    assert not any(Run(p).config(ex.ClassifierConfig).source == "gan" for p in (ledger / "classifier").iterdir())
+
+
+def test_minutes_must_be_positive(tmp_path):
+    from lab.errors import LabError
+
+    with pytest.raises(LabError, match="positive number of minutes"):
+        study.study(0, 1, "smoke", tmp_path / "r", tmp_path / "l")
+
+
+def test_the_committed_results_page_is_what_the_committed_ledger_gives(tmp_path):
+    """RESULTS.md can never drift from its records: regenerated from results/ledger/ (no dataset, no training)."""
+    ledger = REPO / "results" / "ledger"
+    if not (ledger / "datasets.json").exists():
+        pytest.fail("results/ledger/ has no datasets.json: the study's ledger is missing from this checkout")
+    out = tmp_path / "RESULTS.md"
+    report.write(ledger, out, tmp_path / "results", "study", str(tmp_path / "no-data"))
+    text = out.read_text().replace(f"`{ledger}`", "`results/ledger`")
+    assert text == (REPO / "RESULTS.md").read_text(), "RESULTS.md differs from `python -m lab results`: regenerate it"
+    committed = {p.name for p in (REPO / "results").glob("*.png")}
+    assert {p.name for p in (tmp_path / "results").glob("*.png")} == committed
