@@ -105,14 +105,15 @@ def ecgan_bars(d: pd.DataFrame):
     methods = [m for m in METHODS if m in set(d["method"])]
     fracs = sorted(set(d["fraction"]))
     fig, ax = plt.subplots(figsize=(plots.PAGE_WIDTH_IN, 2.6))
-    w, lows = 0.8 / len(methods), []
+    w, lows, highs = 0.8 / len(methods), [], []
     for i, m in enumerate(methods):
         g = d[d["method"] == m].groupby("fraction")["final_accuracy"].agg(["mean", "std"]).reindex(fracs)
         std = g["std"].fillna(0)
         ax.bar(np.arange(len(fracs)) + (i - (len(methods) - 1) / 2) * w, g["mean"], w, yerr=std, capsize=2, label=m)
         lows.append(np.nanmin(g["mean"] - std))
+        highs.append(np.nanmax(g["mean"] + std))
     ax.set_xticks(range(len(fracs)), [f"{100 * f:g} % labelled" for f in fracs])
-    ax.set(ylabel="test accuracy (%)", ylim=(max(0, min(lows) - 5), 100))
+    ax.set(ylabel="test accuracy (%)", ylim=(max(0, min(lows) - 5), max(100, max(highs) + 1)))
     ax.legend(fontsize=7, ncol=len(methods), loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     fig.tight_layout()
     return fig

@@ -1,5 +1,7 @@
-"""lab.results: the verdict rule against scipy, and RESULTS.md written from a fabricated run store of the smoke
-profile whose every number is known (the selection of the study's runs, the tables, the claims, the figures)."""
+"""lab.results, lab.claims, lab.report: the verdict rule against scipy, and RESULTS.md written from a fabricated
+run store of the smoke profile's manifest whose every number is known: the selection of the study's runs, the
+tables, each claim's verdict where its runs pass the adequacy rules and `inconclusive (budget: ...)` where they
+do not, the figures."""
 import dataclasses
 import json
 
@@ -8,10 +10,10 @@ import pytest
 from scipy.stats import ttest_ind
 
 from lab import experiments as ex
-from lab import profiles, results
+from lab import presets, profiles, report, results, study
+from lab.claims import _p
+from lab.config import ClassifierConfig, ECGANConfig, GANConfig
 from lab.runs import Run, run_dir
-
-DATA = "data"
 
 
 @pytest.mark.parametrize("a,b,claim,verdict", [
@@ -29,99 +31,137 @@ def test_compare_is_welchs_test_with_the_stated_rule(a, b, claim, verdict):
         assert c["diff"] == pytest.approx(np.mean(a) - np.mean(b))
 
 
-def _done(run: Run, cfg, **summary):
+@pytest.fixture
+def smoke3(monkeypatch, digits_root):
+    """The smoke profile with three seeds everywhere, three GANs per block, and classifiers of 320 steps (5.1
+    epochs of the 4,000 digits, so that the budget rule can pass)."""
+    smoke = profiles.get("smoke")
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(
+        smoke, ecgan_seeds=(0, 1, 2), classifier_seeds=(0, 1, 2), block_gan_seeds=(0, 1, 2)))
+    clf = presets.PRESETS["classifier-digits-smoke"]
+    monkeypatch.setitem(presets.PRESETS, "classifier-digits-smoke", lambda: clf().replace(steps=320))
+    return str(digits_root)
+
+
+def _done(run: Run, cfg, value, key="test_error", moving=False, **summary):
+    """A finished run whose evaluations at 70, 80, 90 and 100 % of its steps read `value` (falling by 2 points
+    an evaluation when `moving`)."""
     run.init(cfg)
+    for i, frac in enumerate((0.7, 0.8, 0.9, 1.0)):
+        run.log({"step": round(frac * cfg.steps), key: value + (2.0 * (3 - i) if moving else 0.0)})
     run.mark_done(summary)
     return run
 
 
-def _store(root, digits_train):
-    """The smoke profile's notebooks' runs with made-up results: real errors fall with size; one GAN 20 %,
-    two GANs 15 % (so the mixture claim holds), concat 30 % (so the concat claim fails), unfiltered 25 %."""
-    P = profiles.get("smoke")
-    n = len(digits_train)
-    gans = {}
-    for block, seeds in (("add", range(max(P.gan_counts))), ("concat", (0,))):
-        for s in seeds:
-            cfg = ex.gan_config("smoke", None, block, s, DATA)
-            gans[(block, s)] = _done(Run(run_dir(cfg, root)), cfg, step=cfg.steps)
-    filt_cfg = ex.filter_config("smoke", None, DATA)
-    filt = _done(Run(run_dir(filt_cfg, root)), filt_cfg, step=filt_cfg.steps, error=3.0, train_images=n)
-    base = ex.classifier_config("smoke", None, DATA)
-    for match in ("steps", "epochs"):
-        for cfg in ex.real_subset_configs(base, n, match, P.real_fractions):
-            size = cfg.subset or n
-            for s in (0, 1, 2):
-                c = cfg.replace(seed=s)
-                _done(Run(run_dir(c, root)), c, step=c.steps, error=2.0 + 8000 / size + 0.01 * s, train_images=size)
-    add = [gans[("add", s)] for s in range(2)]
-    for gan_runs, t, seeds, err in (
-        (add[:1], 0.9, (0, 1, 2), 20.0), (add[:1], None, (0, 1, 2), 25.0), (add, 0.9, (0, 1, 2), 15.0),
-        ([gans[("concat", 0)]], 0.9, (0, 1, 2), 30.0),
-    ):
-        for s in seeds:
-            cfg = ex.gan_classifier_config(base.replace(seed=s), gan_runs, filt, t)
-            _done(Run(run_dir(cfg, root)), cfg, step=cfg.steps, error=err + 0.1 * s)
-    for k, fd in ((1, 9.0), (2, 4.0)):
-        names = sorted(r.path.name for r in add[:k])
-        (root / "metrics").mkdir(exist_ok=True)
-        (root / "metrics" / f"{k}gan.json").write_text(json.dumps({
-            "gans": names, "filter": filt.path.name, "n": 1000, "G_MiB": 0.5 * k, "feature_fd": fd, "IS": None,
-            "IS_std": None, "FID": 50.0 / k, "per_class_fd": [], "duplicate_rate": 0.0}))
-    ec_base = ex.ecgan_config("smoke", DATA, lam=0.1, threshold=0.7)
+def _error(cfg, names, n) -> float:
+    """The made-up error of a classifier: real ones fall with size; the stream of add s0 20 % at t = 0.9, 25 %
+    unfiltered; add s1, s2 21, 22 %; two GANs 15 %; concat GANs 30, 31, 32 %."""
+    if cfg.source == "real":
+        return 2.0 + 8000 / (cfg.subset or n) + 0.01 * cfg.seed
+    one = {names[("add", 0)]: 20.0, names[("add", 1)]: 21.0, names[("add", 2)]: 22.0,
+           names[("concat", 0)]: 30.0, names[("concat", 1)]: 31.0, names[("concat", 2)]: 32.0}
+    base = 15.0 if len(cfg.gans) == 2 else one[cfg.gans[0]]
+    return base + (5.0 if cfg.threshold is None else 0.0) + 0.1 * cfg.seed
+
+
+def _store(root, data, moving_run=None):
+    """Every run of the smoke manifest, finished with known numbers, and each GAN set's metrics."""
+    n = len(ex.load_dataset("digits", "train", data))
+    jobs = study.manifest("smoke", data)
+    gans = {(j.config.block, j.config.seed): run_dir(j.config).name for j in jobs if j.kind == "gan"}
     acc = {"classifier": 90.0, "ecgan": 92.0, "shared-resnet": 92.1, "classifier-dcgan": 80.0, "shared-dcgan": 79.0,
            "ecgan-biggan": 93.0}
-    for cfg in ex.ecgan_grid(ec_base, P.ecgan_fractions, ex.METHODS, (0, 1, 2)):
-        a = acc[cfg.method] + 0.2 * cfg.seed
-        _done(Run(run_dir(cfg, root)), cfg, step=cfg.steps, epochs=1.0, final_accuracy=a, best_accuracy=a,
-              n_labelled=1000)
-    for cfg in ex.ecgan_table_grid("smoke", DATA, 0.1, 0.7):  # the BN ablation: 1.5 points above EC-GAN
-        if cfg.bn_stats == "real":
-            a = acc["ecgan"] + 1.5 + 0.2 * cfg.seed
-            _done(Run(run_dir(cfg, root)), cfg, step=cfg.steps, epochs=1.0, final_accuracy=a, best_accuracy=a,
-                  n_labelled=1000)
+    for j in jobs:
+        c = j.config
+        if isinstance(c, GANConfig):
+            Run(run_dir(c, root)).init(c)
+            Run(run_dir(c, root)).mark_done({"step": c.steps})
+        elif isinstance(c, ClassifierConfig):
+            e = _error(c, gans, n)
+            _done(Run(run_dir(c, root)), c, e, moving=run_dir(c).name == moving_run, step=c.steps, error=e,
+                  **({"train_images": c.subset or n} if c.source == "real" else {}))
+        elif isinstance(c, ECGANConfig):
+            a = acc[c.method] + 0.2 * c.seed + (1.5 if c.bn_stats == "real" else 0.0)
+            _done(Run(run_dir(c, root)), c, a, "test_acc", step=c.steps, epochs=1.0, final_accuracy=a,
+                  best_accuracy=a, n_labelled=1000)
+        else:
+            (root / "metrics").mkdir(exist_ok=True)
+            per_class = [0.6] * 10 if j.gans != (gans[("add", 0)],) else [0.03] + [0.7] * 9
+            (root / "metrics" / f"{'_'.join(j.gans)}.json").write_text(json.dumps({
+                "gans": list(j.gans), "filter": j.filter, "n": 1000, "G_MiB": 0.5 * len(j.gans),
+                "feature_fd": 9.0 / len(j.gans), "IS": None, "IS_std": None, "FID": 50.0 / len(j.gans), "fid_n": 2000,
+                "fid_reference_n": 10_000, "per_class_fd": [], "duplicate_rate": 0.0,
+                "acceptance": {"threshold": 0.9, "per_class": per_class}}))
     return gans
 
 
-def test_results_md_from_a_known_store(tmp_path, digits_train, monkeypatch):
-    smoke = profiles.get("smoke")  # with three seeds everywhere, as the study has
-    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(smoke, ecgan_seeds=(0, 1, 2),
-                                                                        classifier_seeds=(0, 1, 2)))
+def _verdicts(text):
+    return {line.split(" | ")[1]: line.split("**")[-2] for line in text.splitlines()
+            if line.startswith("| Pham") or line.startswith("| EC-GAN |") or line.startswith("| this lab")}
+
+
+def test_results_md_from_a_known_store(tmp_path, smoke3):
     root = tmp_path / "runs"
-    _store(root, digits_train)
+    gans = _store(root, smoke3)
     # A run of another config in the same store must not leak into the study's rows.
-    stray = ex.classifier_config("smoke", None, DATA, lr=0.5)
-    _done(Run(run_dir(stray, root)), stray, step=stray.steps, error=99.0, train_images=len(digits_train))
-    # The demo's timings.json (written beside the run store) with the machine it ran on.
-    where = {"cpu": "Test CPU 9000", "torch_threads": 2, "gpu": None, "torch": "2.99", "commit": "abc1234"}
-    (tmp_path / "timings.json").write_text(json.dumps(
-        {"00_data.ipynb": {"seconds": 12.0, "machine": where}, "01_biggan_training.ipynb": {"seconds": 348.0, "machine": where}}))
-    md = results.write(root, tmp_path / "RESULTS.md", tmp_path / "results", "smoke", DATA)
+    stray = ex.classifier_config("smoke", None, smoke3, lr=0.5)
+    _done(Run(run_dir(stray, root)), stray, 99.0, step=stray.steps, error=99.0, train_images=4000)
+    md = report.write(root, tmp_path / "RESULTS.md", tmp_path / "results", "smoke", smoke3)
     text = md.read_text()
-    assert "Test CPU 9000, 2 torch threads, torch 2.99, commit abc1234" in text
-    assert "| 01_biggan_training.ipynb | 5.8 min |" in text and "| **total** | **0.10 h** |" in text
-    verdicts = {line.split(" | ")[1]: line.split("**")[-2] for line in text.splitlines() if line.startswith("| Pham")
-                or line.startswith("| EC-GAN |")}
-    assert verdicts["Samples of one GAN train a worse classifier than the real data (same #steps)"] == "reproduced"
-    assert verdicts["Filtering by the pretrained classifier (t = 0.9) lowers the error against the unfiltered stream"] \
+    v = _verdicts(text)
+    assert v["Samples of one GAN train a worse classifier than the real data (same #steps)"] == "reproduced"
+    assert v["Filtering by the pretrained classifier (t = 0.9) lowers the error against the unfiltered stream"] \
         == "reproduced"
-    assert verdicts["A uniform mixture of 2 GANs lowers the error against one GAN"] == "reproduced"
-    assert verdicts["The concat residual block lowers the error against the add block"] == "not reproduced"
-    assert verdicts["EC-GAN beats the classifier alone"] == "reproduced"
-    assert verdicts["EC-GAN beats the shared ResNet discriminator"] == "inconclusive"
-    assert verdicts["The shared DCGAN discriminator beats its classifier alone"] == "not reproduced"
-    bn = next(line for line in text.splitlines() if "BatchNorm running statistics" in line)
-    assert "25 %: 93.70 ± 0.20 (n=3) vs 92.20 ± 0.20 (n=3)" in bn and bn.endswith("**reproduced** |")
-    assert f"| {results._p(ttest_ind([93.5, 93.7, 93.9], [92.0, 92.2, 92.4], equal_var=False).pvalue)} |" in bn
+    assert v["A uniform mixture of 2 GANs lowers the error against one GAN"] == "reproduced"
+    assert v["The concat residual block lowers the error against the add block"] == "not reproduced"
     # 2 GANs (1 MiB) reach 15.1 %, worse than the smallest real subset (800 images, 12 %): not reproduced.
-    assert verdicts["A GAN set is smaller than the real data that trains an equally good classifier (same #steps)"] \
+    assert v["A GAN set is smaller than the real data that trains an equally good classifier (same #steps)"] \
         == "not reproduced"
-    assert "20.10 ± 0.10 (n=3) vs 4.01 ± 0.01 (n=3)" in text  # one GAN vs all 4,000 real images
+    assert v["IS and FID do not tell which GAN set trains the better classifier"] == \
+        "inconclusive (budget: the correlation has 7 GAN set(s) with FID (< 8))"
+    assert v["EC-GAN beats the classifier alone"] == "reproduced"
+    assert v["EC-GAN beats the shared ResNet discriminator"] == "inconclusive"
+    assert v["The shared DCGAN discriminator beats its classifier alone"] == "not reproduced"
+    bn = next(line for line in text.splitlines() if "BatchNorm running statistics" in line)
+    assert "25 %: 93.70 ± 0.20 (3 seeds) vs 92.20 ± 0.20 (3 seeds)" in bn and bn.endswith("**reproduced** |")
+    assert f"| {_p(ttest_ind([93.5, 93.7, 93.9], [92.0, 92.2, 92.4], equal_var=False).pvalue)} |" in bn
+    assert "20.10 ± 0.10 (3 seeds) vs 4.01 ± 0.01 (3 seeds)" in text  # one GAN vs all 4,000 real images
+    assert "31.03 ± 0.95 (3 GANs) vs 21.03 ± 0.95 (3 GANs)" in text  # concat vs add: the spread between GANs
     assert "99.0" not in text  # the stray run is not the study's
     assert "| 2 GANs |" in text and "11.75 ± 0.23" in text  # Table I with the paper's CIFAR-10 values
     assert "## EC-GAN Table 1 analogue" in text and "88.63" in text
+    row = next(line for line in text.splitlines() if line.startswith(f"| add s0 | {gans[('add', 0)]} |"))
+    assert row.endswith("| 0 |") and "| 63.3 |" in row  # mean acceptance, and class "0" (3 %) named
     pngs = sorted(p.name for p in (tmp_path / "results").glob("*.png"))
     assert {"error_vs_real_size.png", "threshold_sweep.png", "compression.png", "metric_correlations.png",
             "ecgan_accuracy.png"} <= set(pngs)
     for p in pngs:
         assert f"results/{p}" in text
+
+
+def test_a_claim_whose_runs_fail_a_rule_gets_no_verdict(tmp_path, smoke3):
+    """The real split's seed-1 run still falling at its end: every claim that compares it is inconclusive, with
+    the run and its number; the claims that do not use it keep their verdicts."""
+    base = ex.classifier_config("smoke", None, smoke3)
+    moving = run_dir(base.replace(seed=1)).name
+    _store(tmp_path / "runs", smoke3, moving_run=moving)
+    s = results.load(tmp_path / "runs", "smoke", smoke3)
+    v = {c["claim"]: c["verdict"] for c in report.pham_claims(s)}
+    why = f"inconclusive (budget: run {moving} moved 4.00 points between the last two fifths (> 1))"
+    assert v["Samples of one GAN train a worse classifier than the real data (same #steps)"] == why
+    assert v["Filtering by the pretrained classifier (t = 0.9) lowers the error against the unfiltered stream"] \
+        == "reproduced"
+
+
+def test_the_ecgan_figure_keeps_its_legend_off_the_bars():
+    import pandas as pd
+
+    d = pd.DataFrame([{"method": m, "fraction": f, "final_accuracy": 50.0 + 8 * i + s}
+                      for i, m in enumerate(ex.METHODS) for f in (0.1, 0.3) for s in (0, 1, 2)])
+    fig = report.ecgan_bars(d)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.y1 <= ax.get_window_extent().y0  # below the axes: it hides no bar
+    lo, hi = ax.get_ylim()
+    assert lo <= d["final_accuracy"].min() - 1 and hi >= d["final_accuracy"].max() + 1  # every error bar shows
