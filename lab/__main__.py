@@ -1,39 +1,94 @@
-"""Command line: `python -m lab demo | train-gan | bench | study | results | export-card | synthesize`, a thin layer over
+"""Command line: `python -m lab demo | train-gan | train-classifier | train-ecgan | bench | grid | study | results |
+export-card | synthesize`, a thin layer over
 the package's functions."""
 import argparse
 import json
+import os
 import sys
 
 from .errors import LabError
 
 
 def _overrides(pairs) -> dict:
-    """["g_ch=8", "device=cpu"] -> {"g_ch": 8, "device": "cpu"} (values parsed as JSON when they can be)."""
+    """["g_ch=8", "device=cpu"] -> {"g_ch": 8, "device": "cpu"} (values parsed as JSON when they can be; NaN
+    and infinity are refused by the config's validation)."""
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
-        if not sep:
+        if not sep or not key:
             raise LabError(f"--set takes key=value pairs, got {pair!r}.")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
             out[key] = value
+        if isinstance(out[key], list):
+            out[key] = tuple(out[key])
     return out
 
 
-def _train_gan(args) -> None:
-    from .presets import preset
-    from .runs import Run, run_dir
-    from .train.gan import train_gan
+KINDS = {"train-gan": "gan", "train-classifier": "classifier", "train-ecgan": "ecgan"}
 
-    cfg = preset(args.preset).replace(**_overrides(args.set))
+
+def _config(args, kind: str):
+    """The run config of a train command: its preset (of this kind), then --set, --seed and --steps; every value
+    validated before anything is written."""
+    from .config import ClassifierConfig, ECGANConfig, GANConfig
+    from .presets import PRESETS, preset
+
+    cls = {"gan": GANConfig, "classifier": ClassifierConfig, "ecgan": ECGANConfig}[kind]
+    cfg = preset(args.preset)
+    if not isinstance(cfg, cls):
+        same = [k for k in PRESETS if isinstance(PRESETS[k](), cls)]
+        raise LabError(f"--preset {args.preset} is a {cfg.kind} preset; {args.cmd} takes one of: {', '.join(same)}.")
+    cfg = cfg.replace(**_overrides(args.set))
     changes = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
-    cfg = cfg.replace(**changes)
-    path = args.run_dir or run_dir(cfg)
-    if Run(path).is_done(cfg.steps):
-        print(f"{path}: already done ({cfg.steps} steps); pass a larger --steps to continue it.")
+    return cfg.replace(**changes)
+
+
+def _usable_dir(path):
+    """`path` as a run directory: refused when it names a file or cannot be created (nothing is created here)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise LabError(f"--run-dir {path} is a file; name a directory (new or a run's).")
+    parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise LabError(f"--run-dir {path} cannot be created ({parent} is not a writable directory); choose another.")
+    return path
+
+
+def _train(args) -> None:
+    """train-gan | train-classifier | train-ecgan: finish, resume or start one run (or print it: --dry-run)."""
+    from .experiments import resolve_ecgan_steps, train_into
+    from .runs import Run, lock_holder, run_dir, run_lock
+
+    kind = KINDS[args.cmd]
+    cfg = _config(args, kind)
+    if kind == "ecgan" and not args.dry_run:
+        cfg = resolve_ecgan_steps(cfg)
+    path = _usable_dir(args.run_dir or run_dir(cfg, args.root))
+    run = Run(path)
+    steps = getattr(cfg, "steps", None) or None
+    if args.dry_run:
+        state = ("done" if run.is_done(steps) else "resume" if run.has_checkpoint() else
+                 "new" if not path.exists() else "start (folder exists)")
+        print(json.dumps(cfg.to_dict(), indent=1))
+        print(f"run directory: {path} ({state})")
         return
-    run = train_gan(cfg, path)
+    if run.is_done(steps):
+        print(f"{path}: already done ({run.done()['step']} steps); pass a larger --steps to continue it.")
+        return
+    holder = lock_holder(path)
+    if holder and holder != os.getpid():
+        raise LabError(f"{path} is being trained by process {holder}; one process trains a run at a time: wait for "
+                       f"it to finish (the same command then returns the finished run).")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LabError(f"--run-dir {path} cannot be created ({e.strerror}); choose another directory.") from None
+    with run_lock(path):
+        run = train_into(cfg, path, args.root)
     print(f"{run.path}: done, {run.done()['step']} steps.")
 
 
@@ -88,12 +143,18 @@ def main(argv=None) -> int:
                       help="lanes: 2 = the notebooks + a worker training notebooks 05-07's runs ahead, each with half "
                            "the CPU threads (default: 2 on a CPU-only machine with 2+ cores, else 1)")
 
-    tg = sub.add_parser("train-gan", help="finish, resume or start a GAN run")
-    tg.add_argument("--preset", required=True, help="e.g. digits-smoke, cifar10-paper, cifar100-concat-paper")
-    tg.add_argument("--seed", type=int)
-    tg.add_argument("--steps", type=int, help="total G steps of the run (a larger N continues it)")
-    tg.add_argument("--run-dir", help="default: runs/gan/<dataset>-s<seed>-<hash>")
-    tg.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config fields, e.g. device=cpu")
+    for cmd, what, example in (("train-gan", "a GAN", "digits-smoke, cifar10-paper, cifar100-concat-paper"),
+                               ("train-classifier", "a classifier", "classifier-digits-smoke, classifier-cifar10-paper"),
+                               ("train-ecgan", "an EC-GAN run", "digits-ecgan-smoke, svhn-ecgan-paper")):
+        tg = sub.add_parser(cmd, help=f"finish, resume or start {what} run")
+        tg.add_argument("--preset", required=True, help=f"e.g. {example}")
+        tg.add_argument("--seed", type=int)
+        tg.add_argument("--steps", type=int, help="total steps of the run (a larger N continues it)")
+        tg.add_argument("--run-dir", help="default: <root>/<kind>/<dataset>-s<seed>-<hash>")
+        tg.add_argument("--root", default=None, help="the run store (default: $LAB_RUNS, else runs); a stream "
+                        "classifier's GANs and filter are read from it")
+        tg.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config fields, e.g. device=cpu")
+        tg.add_argument("--dry-run", action="store_true", help="print the resolved config and run directory; train nothing")
 
     bench = sub.add_parser("bench", help="throughput, fp32 eager vs the fast path, side by side")
     bench.add_argument("what", choices=("gan", "sampler", "classifier", "metrics", "grid"))
@@ -163,8 +224,8 @@ def main(argv=None) -> int:
             from .notebooks import run_all
 
             run_all(args.out, args.profile, args.only, args.jobs)
-        elif args.cmd == "train-gan":
-            _train_gan(args)
+        elif args.cmd in KINDS:
+            _train(args)
         elif args.cmd == "bench":
             _bench(args)
         elif args.cmd == "grid":

@@ -1,5 +1,7 @@
 """Typed, validated run configurations and the named presets."""
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -66,8 +68,12 @@ class Config:
         m = f.metadata
         if m.get("choices") is not None and v not in m["choices"]:
             raise ConfigError(f"{name} must be one of {list(m['choices'])}, got {v!r}.")
+        if f.name == "device" and not re.fullmatch(r"auto|cpu|(cuda|xpu)(:\d+)?|mps", v):
+            raise ConfigError(f"{name} must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {v!r}.")
         if v is None or isinstance(v, (str, bool)):
             return
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{name} must be a finite number, got {v!r}.")
         lo, hi = m.get("lo"), m.get("hi")
         too_low = lo is not None and (v <= lo if m["lo_open"] else v < lo)
         too_high = hi is not None and (v >= hi if m["hi_open"] else v > hi)

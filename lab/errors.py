@@ -27,3 +27,7 @@ class WeightsNotFoundError(LabError, FileNotFoundError):
 
 class CardError(LabError):
     """A generator card is missing, tampered with, of another architecture or format, or not a card at all."""
+
+
+class RunFileError(LabError):
+    """A file of a run directory (config.json, done.json, stats.jsonl, runtime.json) is damaged."""

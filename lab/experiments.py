@@ -61,8 +61,9 @@ def real_classifier(cfg: ClassifierConfig, root=None, on_step=None) -> Run:
 
 def filter_config(profile: str, dataset: str = None, data_root: str = "data", steps: int = None) -> ClassifierConfig:
     """Algorithm 1's pretrained classifier: the ResNet-18 on the whole real training split, for `steps`, else
-    the profile's `filter_steps` (the study trains its filter 10x longer than its classifiers: it is trained
-    once), else as long as the profile's classifiers (the paper: the same config)."""
+    the profile's `filter_steps` (the smoke profile trains its filter longer than its classifiers), else as long
+    as the profile's classifiers (the paper, and the study: the same config, so the filter is the classifier of
+    seed 0 on the whole split)."""
     from .profiles import get
 
     cfg = classifier_config(profile, dataset, data_root)
@@ -91,21 +92,6 @@ def real_subset_configs(base: ClassifierConfig, n_train: int, match: str, fracti
     return out
 
 
-def real_baselines(base: ClassifierConfig, n_train: int, root=None, seeds=(0,), fractions=REAL_FRACTIONS) -> list:
-    """Get or train every real-subset baseline of `base`, per classifier seed: same #steps and same #epochs
-    (Fig. 1-2, Table I). The full split belongs to both; it is trained once per seed."""
-    cfgs = real_subset_configs(base, n_train, "steps", fractions) + real_subset_configs(base, n_train, "epochs", fractions)
-    unique = list({json.dumps(c.to_dict(), sort_keys=True): c for c in cfgs}.values())
-    return [real_classifier(cfg.replace(seed=s), root) for s in seeds for cfg in unique]
-
-
-def gan_set_classifiers(base: ClassifierConfig, gan_runs: list, filter_run: Run, threshold, seeds=(0,), root=None) -> list:
-    """The classifiers of one GAN set: one per seed on the stream filtered at `threshold` (the ± of its
-    error), and one on the unfiltered stream (its accuracy is the set's Classification Accuracy Score)."""
-    runs = [gan_classifier(base.replace(seed=s), gan_runs, filter_run, threshold, root) for s in seeds]
-    return runs + [gan_classifier(base, gan_runs, filter_run, None, root)]
-
-
 def gan_classifier_config(base: ClassifierConfig, gan_runs: list, filter_run: Run, threshold) -> ClassifierConfig:
     """`base` trained on the stream of `gan_runs` filtered by `filter_run` at `threshold` (None: unfiltered)."""
     return base.replace(source="gan", gans=tuple(r.path.name for r in gan_runs), threshold=threshold,
@@ -120,26 +106,41 @@ def gan_classifier(base: ClassifierConfig, gan_runs: list, filter_run: Run, thre
 def stream_classifier(cfg: ClassifierConfig, root=None, on_step=None) -> Run:
     """Get, resume or train the GAN-stream classifier of `cfg`; its GANs and filter are the finished runs of
     the store that `cfg.gans` and `cfg.filter` name."""
+    return get_or_train(cfg, lambda c, path, on_step=None: train_stream(c, path, root, on_step), root=root,
+                        on_step=on_step)
+
+
+def train_stream(cfg: ClassifierConfig, path, root=None, on_step=None) -> Run:
+    """Train (or resume) the GAN-stream classifier of `cfg` in `path`, on the GANs and filter of the store `root`."""
+    from .sampling import FilteredSampler
+    from .train.classifier import load_classifier, train_classifier
+    from .train.common import resolve_device
+    from .train.gan import load_generator
+
     gan_runs = [Run(store(root) / "gan" / name) for name in cfg.gans]
     filter_run = Run(store(root) / "classifier" / cfg.filter)
     for r, what in [(g, "GAN") for g in gan_runs] + [(filter_run, "filter classifier")]:
         if not r.is_done():
             raise LabError(f"The {what} run {r.path} is not finished; train it first (a grid trains it in its first stage).")
+    dev = resolve_device(cfg.device)
+    gens = [load_generator(r.path, device=dev) for r in gan_runs]
+    clf = load_classifier(filter_run.path, device=dev)
+    stream = FilteredSampler(gens, clf, cfg.threshold, cfg.batch_size, seed=cfg.seed, device=dev, balanced=cfg.balanced)
+    return train_classifier(cfg, stream, path, on_step=on_step)
 
-    def train(cfg, path, on_step=None):
-        from .sampling import FilteredSampler
-        from .train.classifier import load_classifier, train_classifier
-        from .train.common import resolve_device
-        from .train.gan import load_generator
 
-        dev = resolve_device(cfg.device)
-        gens = [load_generator(r.path, device=dev) for r in gan_runs]
-        clf = load_classifier(filter_run.path, device=dev)
-        stream = FilteredSampler(gens, clf, cfg.threshold, cfg.batch_size, seed=cfg.seed, device=dev,
-                                 balanced=cfg.balanced)
-        return train_classifier(cfg, stream, path, on_step=on_step)
+def train_into(cfg, path, root=None, on_step=None) -> Run:
+    """Train (or resume) the run of any config in the directory `path` (the CLI's --run-dir): a GAN, a
+    classifier on real data or on the stream of the store `root`'s GANs, an EC-GAN run."""
+    from .train.gan import train_gan
 
-    return get_or_train(cfg, train, root=root, on_step=on_step)
+    if isinstance(cfg, GANConfig):
+        return train_gan(cfg, path, on_step=on_step)
+    if isinstance(cfg, ECGANConfig):
+        return _train(resolve_ecgan_steps(cfg), path, on_step=on_step)
+    if cfg.source == "real":
+        return _train_real(cfg, path, on_step=on_step)
+    return train_stream(cfg, path, root, on_step)
 
 
 def train_config(cfg, root=None, on_step=None) -> Run:
@@ -270,12 +271,17 @@ def ecgan_run(cfg: ECGANConfig, root=None, on_step=None) -> Run:
     A config given in epochs (`steps=0`) is stored with its step count resolved, so that a finished
     run of fewer epochs is extended rather than returned.
     """
-    if not cfg.steps:
-        from .train.ecgan import total_steps
+    return get_or_train(resolve_ecgan_steps(cfg), _train, root=root, on_step=on_step)
 
-        n = int(len(load_dataset(cfg.dataset, "train", cfg.data_root)) * cfg.fraction)
-        cfg = cfg.replace(steps=total_steps(cfg, n))
-    return get_or_train(cfg, _train, root=root, on_step=on_step)
+
+def resolve_ecgan_steps(cfg: ECGANConfig) -> ECGANConfig:
+    """`cfg` with a length given in epochs (`steps=0`) resolved to iterations of its labelled subset."""
+    if cfg.steps:
+        return cfg
+    from .train.ecgan import total_steps
+
+    n = int(train_size(cfg.dataset, cfg.data_root) * cfg.fraction)
+    return cfg.replace(steps=total_steps(cfg, n))
 
 
 # --- The notebooks' grids (what each trains; `lab.grid.run` brings them to done, locally or on Ray) ------
@@ -312,7 +318,7 @@ def threshold_sweep_grid(profile, dataset=None, block="add", seed=0, threshold=0
 
 
 def gan_set_grid(base: ClassifierConfig, gans: list, filt, threshold, seeds) -> list:
-    """The classifiers of one GAN set (`gan_set_classifiers`' configs): per seed at `threshold`, and the
+    """The classifier configs of one GAN set: per seed at `threshold`, and the
     unfiltered stream (the set's CAS)."""
     g, f = _names(gans), _names([filt])[0]
     return [gan_classifier_config(base.replace(seed=s), g, f, threshold) for s in seeds] + [

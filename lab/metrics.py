@@ -57,11 +57,6 @@ def model_size_mb(module: torch.nn.Module) -> float:
     return size_mb(module, "MB")
 
 
-def dataset_size_mb(n: int, shape=(3, 32, 32)) -> float:
-    """Raw storage of n uint8 images of `shape` in MB (1e6 bytes): 10k CIFAR images = 30.7 MB (the paper's "30 MB")."""
-    return n * torch.Size(shape).numel() / 1e6
-
-
 # --- Inception weights -----------------------------------------------------------------------
 
 

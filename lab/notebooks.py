@@ -41,6 +41,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_kind() -> str:
+    """The CPU's vector capability, which decides its speed and runtime here: "AVX-512 BF16", "AVX-512", "AVX2"."""
+    from .train.common import cpu_flags
+
+    flags = cpu_flags()
+    if {"avx512_bf16", "amx_bf16"} & flags:
+        return "AVX-512 BF16"
+    return "AVX-512" if "avx512f" in flags else ("AVX2" if "avx2" in flags else "other")
+
+
 def machine(repo=NOTEBOOK_DIR.parent) -> dict:
     """What a wall time was measured on: CPU, torch threads, GPU, torch version, and the commit of the
     checkout `repo` (this one by default; "+dirty" when tracked files have uncommitted changes; None outside
@@ -55,7 +65,7 @@ def machine(repo=NOTEBOOK_DIR.parent) -> dict:
         commit += "+dirty" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
         commit = None
-    return {"cpu": cpu_model(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu_model(), "cpu_kind": cpu_kind(), "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "torch": torch.__version__, "commit": commit}
 

@@ -12,7 +12,7 @@ _PAPER = dict(steps=125_000)
 # 57-71 % at 650 steps, 89 % at 800; add seed 1 55 / 79 % at 650 / 800; concat seed 0 83 % at 650. With 2 D
 # steps: add seed 0 57.5 % at 650, add seed 1 58 %, concat seed 0 82 %: the same per G step, at 3/4 of the
 # cost. Class conditioning appears between 500 and 800 steps, and the smoke profile shows that the pipeline
-# runs, not how good its GANs get (the study trains 1,200 steps with 2 D steps).
+# runs, not how good its GANs get (the study trains 3,000 steps with 2 D steps).
 _SMOKE = dict(
     dataset="digits", g_ch=8, d_ch=8, batch_size=32, d_steps=1, g_lr=5e-4, d_lr=5e-4, init_start="lab",
     ema_start=100, ema_decay=0.95, steps=650, log_every=20, ckpt_every=130, grid_every=130,

@@ -205,7 +205,8 @@ def _cpu_time(s: Study) -> str:
     by = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))
     for kind, _, rec in s.records:
         m = rec.get("machine") or {}
-        where = m.get("gpu") or f"{m.get('cpu', 'unknown CPU')} ({m.get('torch_threads', '?')} thread(s))"
+        kind = f", {m['cpu_kind']}" if m.get("cpu_kind") else ""
+        where = m.get("gpu") or f"{m.get('cpu', 'unknown CPU')}{kind} ({m.get('torch_threads', '?')} thread(s) a run)"
         by[where][kind][0] += 1
         by[where][kind][1] += rec.get("seconds") or 0.0
     rows = [{"machine": w, **{k: f"{n} runs, {sec / 3600:.2f} h" for k, (n, sec) in kinds.items()},

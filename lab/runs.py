@@ -6,13 +6,14 @@ import json
 import os
 import pickle
 import random
+import re
 import threading
 import zipfile
 from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, RunFileError
 
 CONFIG, STATS, CHECKPOINT, DONE, LOCK = "config.json", "stats.jsonl", "checkpoint.pt", "done.json", ".lock"
 
@@ -71,23 +72,40 @@ def atomic_save(obj, path) -> None:
         raise
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def safe_load(path, map_location="cpu") -> dict:
     """torch.load with weights_only=True: tensors and plain containers only, never code."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"No checkpoint at {path}.")
+    damaged = "delete it to restart the run from scratch, or restore a copy"
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"Checkpoint {path} is empty (0 bytes): {damaged}.")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"Refusing to load {path}: it holds objects other than tensors and plain containers, "
-            f"which could execute code ({str(e).splitlines()[0]})."
-        ) from None
+        code = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", str(e))
+        if code:  # a pickle that names a class or function: never loaded (do not set weights_only=False)
+            raise CheckpointError(f"Refusing to load {path}: it names Python code ({code.group(1)}), which a checkpoint "
+                                  f"of this lab never holds; it was not written here. Delete it or restore a copy.") from None
+        raise CheckpointError(f"Checkpoint {path} is not a torch checkpoint or is damaged: {damaged}.") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(
-            f"Checkpoint {path} is corrupt or truncated ({type(e).__name__}: {str(e).splitlines()[0]}); "
-            f"delete it to restart the run from scratch, or restore a copy."
-        ) from None
+        raise CheckpointError(f"Checkpoint {path} is corrupt or truncated ({type(e).__name__}: {_first_line(e)}); "
+                              f"{damaged}.") from None
+
+
+def read_json(path, fix: str):
+    """The JSON file at `path`; a damaged one (truncated, empty, not JSON) is one LabError naming the file and `fix`."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunFileError(f"{path} is damaged ({'empty' if not path.read_bytes().strip() else 'not valid JSON: ' + str(e)}); "
+                           f"{fix}.") from None
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -117,6 +135,10 @@ def _tuplify(x):  # a saved random.getstate() may come back with lists for tuple
 
 
 # --- A run directory -------------------------------------------------------------------
+RUNTIME, RUNTIME_FIX = "runtime.json", "delete it: the run decides its runtime again, by this machine's capability"
+_CONFIG_FIX = ("restore it; or, where the run has a checkpoint.pt (which holds its config), delete config.json and run "
+               "the same command again")
+
 class Run:
     """One run's directory: its config, append-only stats, checkpoint and completion marker."""
 
@@ -132,10 +154,24 @@ class Run:
 
     # Config
     def init(self, cfg) -> None:
-        """Create the directory for `cfg`, or check that an existing one holds the same run."""
+        """Create the directory for `cfg`, or check that an existing one holds the same run: its config.json and
+        the config its checkpoint was written with (whatever config.json says now); nothing is written when
+        either differs."""
+        if self.has_checkpoint():
+            state = self.load_checkpoint()
+            if not (isinstance(state, dict) and "step" in state and {"models", "G_ema", "model"} & set(state)):
+                keys = ", ".join(sorted(map(str, state))[:6]) if isinstance(state, dict) else type(state).__name__
+                raise CheckpointError(f"{self.checkpoint_path} is not a checkpoint of this lab's runs (it holds {keys}); "
+                                      f"it was not written here: delete it to restart the run, or restore the run's own.")
+            if state.get("config"):
+                check_resume(cfg, state["config"], self.checkpoint_path)
+        if (self.path / RUNTIME).exists():
+            read_json(self.path / RUNTIME, RUNTIME_FIX)
+        self.done()
+        self.stats()  # a damaged line is an error here; a torn last one is dropped (the resume rewrites the file)
         self.path.mkdir(parents=True, exist_ok=True)
         if (self.path / CONFIG).exists():
-            old = json.loads((self.path / CONFIG).read_text())
+            old = read_json(self.path / CONFIG, _CONFIG_FIX)
             old_cfg = type(cfg).from_dict(old)
             if old_cfg.identity() != cfg.identity():
                 diff = sorted(k for k, v in cfg.identity().items() if old_cfg.identity().get(k) != v)
@@ -147,7 +183,7 @@ class Run:
 
     def config(self, cls):
         """The run's config as an instance of `cls`."""
-        return cls.from_dict(json.loads((self.path / CONFIG).read_text()))
+        return cls.from_dict(read_json(self.path / CONFIG, _CONFIG_FIX))
 
     # Stats
     def log(self, stats: dict) -> None:
@@ -160,7 +196,17 @@ class Run:
         p = self.path / STATS
         if not p.exists():
             return []
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        lines = [line for line in p.read_text().splitlines() if line.strip()]
+        out = []
+        for i, line in enumerate(lines):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:  # a line torn by a crash mid-write: dropped (a resume rewrites the file)
+                    break
+                raise RunFileError(f"{p} is damaged at line {i + 1} of {len(lines)} (not JSON); restore a copy, or delete "
+                                   f"the run directory to train it again.") from None
+        return out
 
     def stats_frame(self):
         """stats.jsonl as a pandas DataFrame."""
@@ -190,12 +236,28 @@ class Run:
     def done(self) -> dict | None:
         """The completion summary, or None while the run is unfinished."""
         p = self.path / DONE
-        return json.loads(p.read_text()) if p.exists() else None
+        return read_json(p, "delete it and run the same command again: the run finishes from its checkpoint and "
+                            "writes it anew") if p.exists() else None
 
     def is_done(self, steps: int | None = None) -> bool:
         """Finished, and (if `steps` is given) finished with at least that many steps."""
         d = self.done()
         return d is not None and (steps is None or d.get("step", 0) >= steps)
+
+
+def check_resume(cfg, saved: dict, where) -> None:
+    """Refuse to resume under a config whose identity differs from the one a checkpoint was written with."""
+    try:
+        before = type(cfg).from_dict(saved).identity()
+    except ConfigError as e:  # a checkpoint of another kind of run, or of fields this version does not know
+        raise CheckpointError(f"{where} holds the config of another kind of run ({e}); use a new run directory.") from None
+    now = cfg.identity()
+    diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if diff:
+        k = diff[0]
+        raise ConfigError(f"{where} was written with {k} = {before.get(k)!r}, and {k} = {now.get(k)!r} is asked for "
+                          f"({len(diff)} field(s) differ: {', '.join(diff)}); a run keeps its settings: resume it "
+                          f"with them, or start the new settings in a new run directory.")
 
 
 def get_or_train(cfg, train_fn, root=None, **kwargs) -> Run:

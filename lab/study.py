@@ -144,10 +144,12 @@ def estimate(job: Job, ledger, profile: str = "study") -> float:
 
 
 # --- Doing one job ------------------------------------------------------------------------------
-def run_job(job: Job, root, ledger, profile: str, data_root: str) -> Path:
-    """Train (or finish) the job's run in the store `root`, or compute its metrics; export it to the ledger."""
+def run_job(job: Job, root, ledger, profile: str, data_root: str, where: dict = None) -> Path:
+    """Train (or finish) the job's run in the store `root`, or compute its metrics; export it to the ledger with
+    `where` (`lab.notebooks.machine()` taken when the lane started: the commit whose code trains the run)."""
     from .notebooks import machine
 
+    where = where or machine()
     for kind, name in needs(job):
         lg.restore(ledger, kind, name, root)
     t0 = time.perf_counter()
@@ -156,7 +158,7 @@ def run_job(job: Job, root, ledger, profile: str, data_root: str) -> Path:
         gans = [Run(Path(root) / "gan" / g) for g in job.gans]
         m = ex.gan_set_metrics(gans, Run(Path(root) / "classifier" / job.filter), P.n_metrics, root,
                                n_fid=P.n_fid, n_reference=P.n_fid_reference, threshold=P.threshold)
-        m["record"] = {"seconds": round(time.perf_counter() - t0, 1), "machine": machine()}
+        m["record"] = {"seconds": round(time.perf_counter() - t0, 1), "machine": where}
         cached = next(p for p in sorted((Path(root) / "metrics").glob("*.json"))
                       if json.loads(p.read_text())["gans"] == m["gans"] and json.loads(p.read_text())["filter"] == job.filter)
         return lg.export_metrics(m, cached, ledger)
@@ -165,7 +167,7 @@ def run_job(job: Job, root, ledger, profile: str, data_root: str) -> Path:
         ex.train_config(job.config, root)
     if job.config.kind == "classifier" and job.config.source == "real" and not job.config.subset:
         _record_dataset(job.config, ledger)
-    return lg.export(Run(path), ledger, round(time.perf_counter() - t0, 1), machine())
+    return lg.export(Run(path), ledger, round(time.perf_counter() - t0, 1), where)
 
 
 def _record_dataset(cfg, ledger) -> None:
@@ -199,6 +201,11 @@ def _claim(job: Job, root, ledger):
 def lane(jobs: list, root, ledger, deadline: float, profile: str, data_root: str, log=print) -> list:
     """Take the first ready, unclaimed job that fits before `deadline`, do it, repeat; returns what it did.
     Waits while every remaining job waits on a run another lane is training."""
+    from .notebooks import machine
+
+    where = machine()  # now, before any job: the code this process runs
+    if where.get("commit", "").endswith("+dirty"):
+        log(f"study: warning: the checkout has uncommitted changes ({where['commit']}); the ledger records say so")
     done = []
     while True:
         failed = _failed(root, deadline)
@@ -232,7 +239,7 @@ def lane(jobs: list, root, ledger, deadline: float, profile: str, data_root: str
         t0 = time.time()
         log(f"study: {j.name(root)} (tier {j.priority}, about {estimate(j, ledger, profile) / 60:.0f} min) ...")
         try:
-            out = run_job(j, root, ledger, profile, data_root)
+            out = run_job(j, root, ledger, profile, data_root, where)
             log(f"study: {j.name(root)} -> {out} in {(time.time() - t0) / 60:.1f} min")
             done.append(out)
         except Exception as e:  # one failed run (a starved stream, a divergence) must not stop the others

@@ -110,7 +110,7 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatc
 
 def test_a_run_dir_of_another_config_is_refused(tmp_path):
     gan.train_gan(tiny(steps=1), tmp_path / "r")
-    with pytest.raises(ConfigError, match="differs in block"):
+    with pytest.raises(ConfigError, match="block = .add., and block = .concat. is asked for"):
         gan.train_gan(tiny(steps=2, block="concat"), tmp_path / "r")
 
 

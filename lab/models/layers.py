@@ -84,7 +84,7 @@ class ResidualMerge(nn.Module):
     concat_init: "identity" starts the 1x1 conv at [I | I], whose spectral norm is sqrt(2), so the
     block begins as (F(x) + s(x)) / sqrt(2) and learns its mixing from there; "init" uses the network's
     weight init (N(0, 0.02) or orthogonal). The paper does not say; with "init" the smoke concat GAN
-    did not learn class-conditional digits in its 800 steps (README, Deviations).
+    did not learn class-conditional digits in its 800 steps (docs/pham.md, Deviations).
     """
 
     def __init__(self, channels: int, block: str, sn: SN, concat_init: str = "identity"):

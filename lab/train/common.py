@@ -78,7 +78,8 @@ def cpu_bf16() -> bool:
     """precision="auto" on a CPU: bf16 autocast exactly where the CPU has native bf16 instructions. Decided by
     capability, never by a timing, so every process on one machine computes the same numbers (a half-second
     timing came out either way on a loaded machine). Measured: on an AVX2-only AMD EPYC a bf16 step took ~9x
-    longer than fp32; with AVX-512 BF16, bf16 + channels_last ran at or above fp32's speed (BENCHMARKS.md).
+    longer than fp32; with AVX-512 BF16, bf16 + channels_last ran at 0.7-1.1x fp32's speed on a Xeon
+    (BENCHMARKS.md) and made a 3,000-step study GAN take 7.6 min on a Zen 4 EPYC.
     $LAB_CPU_BF16=1/0 forces the answer."""
     forced = _forced("LAB_CPU_BF16")
     return cpu_has_native_bf16() if forced is None else forced
@@ -172,8 +173,10 @@ def divergence(what: str, step: int, last_good: int, run_dir) -> DivergenceError
     kept = (f"the checkpoint of step {last_good} in {run_dir} is kept" if last_good
             else f"no checkpoint had been written to {run_dir} yet")
     return DivergenceError(
-        f"Training diverged by step {step} ({what} is NaN or inf); {kept}: lower the learning rates or change "
-        f"the seed, then resume."
+        f"Training diverged by step {step} ({what} is NaN or inf); {kept}. The learning rates and the seed are part "
+        f"of a run's identity, so this directory cannot take new ones: start a new run with a lower learning rate "
+        f"or another seed (e.g. `--set lr=...` or `--seed N`: without --run-dir it gets its own directory; with "
+        f"--run-dir, name a new one)."
     )
 
 

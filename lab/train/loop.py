@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..data import save_image_grid
 from ..errors import CheckpointError
-from ..runs import Run, _atomic_write_text, rng_state, set_rng_state
+from ..runs import RUNTIME_FIX, Run, _atomic_write_text, read_json, rng_state, set_rng_state
 from .common import (Window, _forced, autocast, channels_last_crashes, check_finite, resolve_device, use_bf16,
                      use_channels_last)
 
@@ -43,7 +43,7 @@ class Runtime:
         $LAB_CPU_BF16 / $LAB_CPU_CHANNELS_LAST) still wins, and is written down in turn."""
         dev = resolve_device(cfg.device)
         path = Path(run.path) / "runtime.json"
-        saved = json.loads(path.read_text()) if path.exists() else {}
+        saved = read_json(path, RUNTIME_FIX) if path.exists() else {}
         same = saved.get("device") == dev.type
         keep_bf16 = same and cfg.precision == "auto" and _forced("LAB_CPU_BF16") is None and "bf16" in saved
         keep_cl = same and cfg.channels_last == "auto" and _forced("LAB_CPU_CHANNELS_LAST") is None \
@@ -79,9 +79,22 @@ def save_checkpoint(run: Run, step: int, cfg, models: dict, opts: dict, rngs: di
     })
 
 
+SCHEMA = ("step", "config", "models", "opts", "rngs", "samplers", "extra")
+
+
 def read_checkpoint(run: Run) -> dict:
-    """The run's checkpoint in the current schema (checkpoints of the earlier per-loop layouts converted)."""
-    return _upgrade(run.load_checkpoint())
+    """The run's checkpoint in the current schema (checkpoints of the earlier per-loop layouts converted); a file
+    of another layout (a bare state_dict, another program's checkpoint) is one CheckpointError."""
+    s = run.load_checkpoint()
+    try:
+        out = _upgrade(s) if isinstance(s, dict) else None
+    except KeyError:
+        out = None
+    if out is None or any(k not in out for k in SCHEMA):
+        keys = ", ".join(sorted(map(str, s))[:6]) if isinstance(s, dict) else type(s).__name__
+        raise CheckpointError(f"{run.checkpoint_path} is not a checkpoint of this lab's runs (it holds {keys}); it was "
+                              f"not written here: delete it to restart the run, or restore the run's own.")
+    return out
 
 
 def model_states(run: Run, role: str) -> dict:
@@ -97,7 +110,8 @@ def model_states(run: Run, role: str) -> dict:
 
 
 def restore(run: Run, device, models: dict, opts: dict, rngs: dict, samplers: dict) -> tuple[int, dict]:
-    """Load the run's checkpoint into the loop's objects; returns (step, extra), or (0, {}) without one."""
+    """Load the run's checkpoint into the loop's objects; returns (step, extra), or (0, {}) without one (`Run.init`
+    has checked that the checkpoint was written under the config asked for)."""
     if not run.has_checkpoint():
         return 0, {}
     s = read_checkpoint(run)

@@ -1,0 +1,144 @@
+"""The train commands (`python -m lab train-gan | train-classifier | train-ecgan`): --dry-run, and every user
+mistake ending in exit 2 with one line that says what to do, the files on disk unchanged (hashes before and
+after): wrong preset kinds, NaN and bad devices in --set, --run-dir naming a file or an uncreatable path, a
+resume under other settings, a run another process trains, damaged checkpoints and run files."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = ["--set", "log_every=1", "ckpt_every=2", "device=cpu"]
+
+
+def lab(*args, cwd, env_extra=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "lab", *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def hashes(folder) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def one_line_error(r, *parts):
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip() and "it/s" not in line and "%|" not in line]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    for part in parts:
+        assert part in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("cmd,preset", [("train-gan", "digits-smoke"), ("train-classifier", "classifier-digits-smoke"),
+                                        ("train-ecgan", "digits-ecgan-smoke")])
+def test_dry_run_prints_the_config_and_writes_nothing(tmp_path, cmd, preset):
+    r = lab(cmd, "--preset", preset, "--dry-run", "--steps", 7, "--seed", 3, "--root", tmp_path / "runs", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    body, last = r.stdout.rsplit("}", 1)
+    cfg = json.loads(body + "}")
+    assert cfg["steps"] == 7 and cfg["seed"] == 3
+    assert last.strip().startswith(f"run directory: {tmp_path / 'runs'}/") and last.strip().endswith("(new)")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args,parts", [
+    (["train-gan", "--preset", "classifier-digits-smoke"], ["is a classifier preset", "train-gan takes one of: digits-smoke"]),
+    (["train-classifier", "--preset", "digits-ecgan-smoke"], ["is a ecgan preset", "classifier-digits-smoke"]),
+    (["train-gan", "--preset", "digits-smoke", "--set", "g_lr=NaN"], ["GANConfig.g_lr must be a finite number, got nan"]),
+    (["train-classifier", "--preset", "classifier-digits-smoke", "--set", "lr=Infinity"], ["must be a finite number, got inf"]),
+    (["train-gan", "--preset", "digits-smoke", "--set", "device=foo"], ["GANConfig.device must be 'auto', 'cpu'"]),
+    (["train-gan", "--preset", "digits-smoke", "--set", "g_lr"], ["--set takes key=value pairs"]),
+    (["train-ecgan", "--preset", "digits-ecgan-smoke", "--set", "fraction=NaN"], ["ECGANConfig.fraction must be a finite"]),
+    (["train-gan", "--preset", "nope"], ["Unknown preset 'nope'"]),
+])
+def test_plain_mistakes_write_nothing(tmp_path, args, parts):
+    one_line_error(lab(*args, "--root", tmp_path / "runs", cwd=tmp_path), *parts)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_dir_that_is_a_file_or_cannot_be_created(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("mine")
+    one_line_error(lab("train-gan", "--preset", "digits-smoke", "--run-dir", f, cwd=tmp_path), "is a file")
+    assert f.read_text() == "mine"
+    one_line_error(lab("train-gan", "--preset", "digits-smoke", "--run-dir", f / "sub", cwd=tmp_path), "cannot be created")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+@pytest.fixture(scope="module")
+def gan_run(tmp_path_factory):
+    """A 2-step smoke GAN run with a checkpoint (trained by the CLI itself)."""
+    root = tmp_path_factory.mktemp("cli")
+    r = lab("train-gan", "--preset", "digits-smoke", "--steps", 2, *TINY, "--run-dir", root / "g", cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert "done, 2 steps" in r.stdout
+    return root / "g"
+
+
+def _copy(src, dest):
+    import shutil
+
+    shutil.copytree(src, dest)
+    return dest
+
+
+def test_a_resume_under_other_settings_is_refused_even_after_config_json_was_edited(gan_run, tmp_path):
+    g = _copy(gan_run, tmp_path / "g")
+    cfg = json.loads((g / "config.json").read_text())
+    (g / "config.json").write_text(json.dumps({**cfg, "g_lr": 1e-4, "d_steps": 2}, indent=2))  # edited by hand
+    before = hashes(g)
+    err = one_line_error(lab("train-gan", "--preset", "digits-smoke", "--steps", 4, *TINY, "d_steps=2", "g_lr=1e-4",
+                             "--run-dir", g, cwd=tmp_path), "checkpoint.pt was written with d_steps = 1, and d_steps = 2",
+                         "2 field(s) differ: d_steps, g_lr", "new run directory")
+    assert hashes(g) == before, err
+
+
+def test_a_run_another_process_trains_is_refused(gan_run, tmp_path):
+    g = _copy(gan_run, tmp_path / "g")
+    before = hashes(g)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom lab.runs import run_lock\n"
+                               "with run_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)", str(g)],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        one_line_error(lab("train-gan", "--preset", "digits-smoke", "--steps", 4, *TINY, "--run-dir", g, cwd=tmp_path),
+                       f"is being trained by process {holder.pid}")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert {k: v for k, v in hashes(g).items() if k != ".lock"} == {k: v for k, v in before.items() if k != ".lock"}
+
+
+@pytest.mark.parametrize("damage,parts", [
+    (lambda g: (g / "checkpoint.pt").write_bytes(b""), ["is empty (0 bytes)", "delete it to restart"]),
+    (lambda g: (g / "checkpoint.pt").write_bytes(os.urandom(3000)), ["is not a torch checkpoint or is damaged"]),
+    (lambda g: torch.save({"weight": torch.zeros(2)}, g / "checkpoint.pt"), ["is not a checkpoint of this lab's runs"]),
+    (lambda g: (g / "config.json").write_text('{"dataset": "dig'), ["config.json is damaged (not valid JSON",
+                                                                       "delete config.json and run the same command"]),
+    (lambda g: (g / "done.json").write_text(""), ["done.json is damaged (empty)", "delete it and run the same command"]),
+    (lambda g: (g / "runtime.json").write_text(""), ["runtime.json is damaged (empty)", "delete it"]),
+])
+def test_damaged_files_are_named_with_what_to_do(gan_run, tmp_path, damage, parts):
+    g = _copy(gan_run, tmp_path / "g")
+    damage(g)
+    before = hashes(g)
+    one_line_error(lab("train-gan", "--preset", "digits-smoke", "--steps", 4, *TINY, "--run-dir", g, cwd=tmp_path), *parts)
+    assert hashes(g) == before
+
+
+def test_a_torn_last_stats_line_is_repaired_on_resume(gan_run, tmp_path):
+    g = _copy(gan_run, tmp_path / "g")
+    lines = (g / "stats.jsonl").read_text().splitlines()
+    (g / "stats.jsonl").write_text("\n".join(lines) + '\n{"step": 3, "loss_d_re')  # a crash mid-write
+    r = lab("train-gan", "--preset", "digits-smoke", "--steps", 4, *TINY, "--run-dir", g, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    steps = [json.loads(line)["step"] for line in (g / "stats.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
