@@ -33,7 +33,7 @@ def _config(args, kind: str):
     """The run config of a train command: its preset (of this kind), then --set, --seed and --steps; every value
     validated before anything is written."""
     from .config import ClassifierConfig, ECGANConfig, GANConfig
-    from .presets import PRESETS, preset
+    from .presets import PRESETS, check, preset
 
     cls = {"gan": GANConfig, "classifier": ClassifierConfig, "ecgan": ECGANConfig}[kind]
     cfg = preset(args.preset)
@@ -42,7 +42,7 @@ def _config(args, kind: str):
         raise LabError(f"--preset {args.preset} is a {cfg.kind} preset; {args.cmd} takes one of: {', '.join(same)}.")
     cfg = cfg.replace(**_overrides(args.set))
     changes = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
-    return cfg.replace(**changes)
+    return check(cfg.replace(**changes))
 
 
 def _usable_dir(path):

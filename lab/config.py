@@ -323,23 +323,6 @@ class ECGANConfig(Config):
     eval_every: int = opt(100, lo=1, identity=False)  # iterations between test-set evaluations (and sample grids)
     ckpt_every: int = opt(1000, lo=1, identity=False)  # iterations between checkpoints
 
-    def __post_init__(self):
-        super().__post_init__()
-        from .presets import PRESETS
-
-        # Only the named preset is built: building every preset here would build this one again (recursion).
-        if self.method == "ecgan-biggan" and not (self.biggan in PRESETS and isinstance(PRESETS[self.biggan](), GANConfig)):
-            gans = [k for k in PRESETS if k.endswith(("-paper", "-smoke", "-study")) and "ecgan" not in k
-                    and not k.startswith("classifier")]
-            raise ConfigError(f"ECGANConfig.biggan must name a GAN preset ({', '.join(gans)}), got {self.biggan!r}.")
-
     @property
     def uses_gan(self) -> bool:
         return self.method in ("ecgan", "shared-dcgan", "shared-resnet", "ecgan-biggan")
-
-    def biggan_config(self) -> GANConfig:
-        """The BigGAN of method "ecgan-biggan": the `biggan` preset on this run's dataset and seed."""
-        from .presets import preset
-
-        return preset(self.biggan).replace(dataset=self.dataset, data_root=self.data_root, seed=self.seed,
-                                           batch_size=self.batch_size, device=self.device)

@@ -1,9 +1,12 @@
 """Datasets as uint8 tensors: CIFAR-10/100, SVHN and Fashion-MNIST via torchvision, the embedded digits,
 subsets, augmentation."""
 import gzip
+import json
 import os
+import re
 import shutil
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -119,8 +122,6 @@ def load_dataset(name: str, split: str, root: str = "data", download: bool = Tru
     if name.startswith("folder:"):  # a synthetic dataset written by lab.share.synthesize (train only)
         if split != "train":
             raise LabError(f"{name} is a synthetic training set; test on the real test split of its dataset.")
-        from .share import load_folder
-
         return load_folder(name[len("folder:"):])
     if name not in DATASETS:
         raise LabError(f"Unknown dataset {name!r}; choose one of: {', '.join(DATASETS)} (or folder:PATH for a "
@@ -380,3 +381,30 @@ def summary(root: str = "data") -> list:
             row["source"] = f"not under {root} (offline: place it there, see data/README.md)"
         rows.append(row)
     return rows
+
+
+def load_folder(path):
+    """A synthetic dataset written by `synthesize` (a PNG ImageFolder or synthetic.npz) as an ImageDataset."""
+    p = Path(path)
+    npz = p if p.suffix == ".npz" else p / "synthetic.npz"
+    if npz.is_file():
+        z = np.load(npz, allow_pickle=False)
+        return ImageDataset(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), list(z["classes"]),
+                            f"folder:{p}")
+    dirs = sorted(q for q in p.iterdir() if q.is_dir() and re.fullmatch(r"\d{3}_.*", q.name)) if p.is_dir() else []
+    if not dirs:
+        raise DataNotFoundError(f"{p} holds neither synthetic.npz nor class folders (NNN_name/*.png) written by synthesize.")
+    from PIL import Image
+
+    images, labels = [], []
+    for d in dirs:
+        c = int(d.name[:3])
+        for f in sorted(d.glob("*.png")):
+            images.append(torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))).permute(2, 0, 1))
+            labels.append(c)
+    if not images:
+        raise LabError(f"{p} has class folders but no images.")
+    stats = p / "filter_stats.json"  # the class names as written (the folder names are sanitised)
+    classes = ([r["name"] for r in json.loads(stats.read_text())["per_class"]] if stats.is_file()
+               else [d.name[4:] for d in dirs])
+    return ImageDataset(torch.stack(images), torch.tensor(labels), classes, f"folder:{p}")

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from .config import ClassifierConfig, ECGANConfig, GANConfig
 from .errors import LabError
-from .runs import CONFIG, DONE, STATS, Run
+from .runs import CONFIG, DONE, STATS, WEIGHTS, Run, read_weights  # noqa: F401 (read_weights: the ledger's reader)
 
-WEIGHTS, RECORD, SAMPLES = "weights.safetensors", "record.json", "samples.png"
+RECORD, SAMPLES = "record.json", "samples.png"
 RUN_FILES = (CONFIG, STATS, DONE, "runtime.json")
 CONFIGS = {c.KIND: c for c in (GANConfig, ClassifierConfig, ECGANConfig)}
 KINDS = tuple(CONFIGS)
@@ -68,12 +68,24 @@ def export(run: Run, ledger, seconds: float = None, machine: dict = None) -> Pat
     if kind == "gan" and grids:
         shutil.copyfile(grids[-1], tmp / SAMPLES)
     old = json.loads((dest / RECORD).read_text()) if (dest / RECORD).exists() else {}
-    record = {"exported": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": seconds, "machine": machine or {}}
+    record = {"exported": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": seconds,
+              "train_seconds": train_seconds(run), "machine": machine or {}}
     (tmp / RECORD).write_text(json.dumps(old if old.get("seconds") and seconds is None else record, indent=1) + "\n")
     if dest.exists():
         shutil.rmtree(dest)
     os.replace(tmp, dest)
     return dest
+
+
+def train_seconds(run: Run) -> float:
+    """A run's training time from its stats: each log line's seconds per step times the steps since the line
+    before (evaluations and checkpoints excluded; the parts of a resumed run added up)."""
+    total, last = 0.0, 0
+    for s in run.stats():
+        if "sec_per_step" in s:
+            total += s["sec_per_step"] * (s["step"] - last)
+        last = s.get("step", last)
+    return round(total, 1)
 
 
 def _save_weights(run: Run, role: str, path: Path) -> None:
@@ -86,21 +98,6 @@ def _save_weights(run: Run, role: str, path: Path) -> None:
         return
     state = read_checkpoint(run)["models"][role]
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(path), metadata={"role": role})
-
-
-def load_weights(run_dir, role: str) -> dict | None:
-    """The `role` state dict of a ledger run (its weights.safetensors), or None when it has none."""
-    path = Path(run_dir) / WEIGHTS
-    if not path.exists():
-        return None
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), "pt") as f:
-        saved = (f.metadata() or {}).get("role")
-    if saved != role:
-        raise LabError(f"{path} holds the weights of {saved!r}, not of {role!r}; it belongs to another kind of run.")
-    return load_file(str(path))
 
 
 def restore(ledger, kind: str, name: str, root) -> Run:

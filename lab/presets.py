@@ -82,8 +82,27 @@ PRESETS = {
 }
 
 
+def biggan_config(cfg: ECGANConfig) -> GANConfig:
+    """The BigGAN of EC-GAN's method "ecgan-biggan": the GAN preset `cfg.biggan` on the run's dataset, seed and
+    batch size; a name that is not a GAN preset is a ConfigError."""
+    name = cfg.biggan
+    if not (name in PRESETS and isinstance(PRESETS[name](), GANConfig)):
+        gans = [k for k in PRESETS if k.endswith(("-paper", "-smoke", "-study")) and "ecgan" not in k
+                and not k.startswith("classifier")]
+        raise ConfigError(f"ECGANConfig.biggan must name a GAN preset ({', '.join(gans)}), got {name!r}.")
+    return preset(name).replace(dataset=cfg.dataset, data_root=cfg.data_root, seed=cfg.seed,
+                                batch_size=cfg.batch_size, device=cfg.device)
+
+
+def check(cfg: Config) -> Config:
+    """`cfg`, after the checks that need the presets (an EC-GAN run's BigGAN preset); raises ConfigError."""
+    if isinstance(cfg, ECGANConfig) and cfg.method == "ecgan-biggan":
+        biggan_config(cfg)
+    return cfg
+
+
 def preset(name: str) -> Config:
     """A fresh copy of the named preset's config."""
     if name not in PRESETS:
         raise ConfigError(f"Unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.")
-    return PRESETS[name]()
+    return check(PRESETS[name]())

@@ -155,10 +155,10 @@ def render(s: Study, claims: list, figs: list, base_dir: Path) -> str:
               "(budget: ...)* with each failed check and its number.", ""]
     lines += [f"{i}. {r}" for i, r in enumerate(aq.RULES, 1)]
     lines += ["", "## Verdicts", "",
-              f"Rule: a claim is *reproduced* when our runs differ in the paper's direction with Welch's t-test p < 0.05 "
-              f"(two-sided, over seeds or GANs), *not reproduced* when they differ the other way with p < 0.05, and "
-              f"*inconclusive* otherwise; a claim made at several labelled sizes is reproduced only if it is at every "
-              f"size.", "", "| paper | claim | paper's numbers | ours | p | verdict |", "|---|---|---|---|---|---|"]
+              "Rule: a claim is *reproduced* when our runs differ in the paper's direction with Welch's t-test p < 0.05 "
+              "(two-sided, over seeds or GANs), *not reproduced* when they differ the other way with p < 0.05, and "
+              "*inconclusive* otherwise; a claim made at several labelled sizes is reproduced only if it is at every "
+              "size.", "", "| paper | claim | paper's numbers | ours | p | verdict |", "|---|---|---|---|---|---|"]
     lines += [f"| {c['paper']} | {c['claim']} | {c['theirs']} | {c['ours']} | {_p(c.get('p'))} | **{c['verdict']}** |"
               for c in claims]
     lines += ["", "## GANs: per-class acceptance", "", _acceptance_table(s)]
@@ -199,16 +199,17 @@ def _err(run) -> str:
 
 
 def _cpu_time(s: Study) -> str:
-    """Wall seconds of the ledger's runs per machine (each run one thread of that machine) and kind."""
+    """Seconds of the ledger's runs per machine (each run one thread of that machine) and kind: a run's training
+    time from its stats (resumed runs included), else the wall time of the process that finished it."""
     if not s.records:
         return "(no records)"
     by = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))
-    for kind, _, rec in s.records:
+    for kind, name, rec in s.records:
         m = rec.get("machine") or {}
-        kind = f", {m['cpu_kind']}" if m.get("cpu_kind") else ""
-        where = m.get("gpu") or f"{m.get('cpu', 'unknown CPU')}{kind} ({m.get('torch_threads', '?')} thread(s) a run)"
+        cpu = f"{m.get('cpu', 'unknown CPU')}, {m.get('cpu_kind', 'kind not recorded')}"
+        where = m.get("gpu") or f"{cpu} ({m.get('torch_threads', '?')} thread(s) a run)"
         by[where][kind][0] += 1
-        by[where][kind][1] += rec.get("seconds") or 0.0
+        by[where][kind][1] += rec.get("train_seconds") or lg.train_seconds(Run(s.root / kind / name)) or rec.get("seconds") or 0.0
     rows = [{"machine": w, **{k: f"{n} runs, {sec / 3600:.2f} h" for k, (n, sec) in kinds.items()},
              "total (h)": round(sum(sec for _, sec in kinds.values()) / 3600, 2)} for w, kinds in sorted(by.items())]
     return tb.markdown_table(pd.DataFrame(rows).fillna("–"))

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import adequacy as aq
 from . import experiments as ex
 from . import ledger as lg
 from . import profiles
@@ -58,7 +57,7 @@ def load(root=lg.DEFAULT, profile: str = "study", data_root: str = "data", steps
     """The runs of `profile`'s manifest under `root` (a ledger; a run store works too where the dataset is on
     disk), its datasets' sizes and class names from the ledger's datasets.json. `steps`: the manifest's
     length override (`lab.study.manifest`)."""
-    from .study import manifest
+    from .manifest import manifest
 
     root, P = Path(root), profiles.get(profile)
     if (root / "datasets.json").exists() and P.dataset in json.loads((root / "datasets.json").read_text()):

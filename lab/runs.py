@@ -16,6 +16,7 @@ import torch
 from .errors import CheckpointError, ConfigError, RunFileError
 
 CONFIG, STATS, CHECKPOINT, DONE, LOCK = "config.json", "stats.jsonl", "checkpoint.pt", "done.json", ".lock"
+WEIGHTS = "weights.safetensors"  # a finished run's model weights without its checkpoint (the study's ledger)
 
 
 def default_root() -> Path:
@@ -258,6 +259,22 @@ def check_resume(cfg, saved: dict, where) -> None:
         raise ConfigError(f"{where} was written with {k} = {before.get(k)!r}, and {k} = {now.get(k)!r} is asked for "
                           f"({len(diff)} field(s) differ: {', '.join(diff)}); a run keeps its settings: resume it "
                           f"with them, or start the new settings in a new run directory.")
+
+
+def read_weights(run_dir, role: str) -> dict | None:
+    """The `role` state dict of a run's weights.safetensors (a run of the study's ledger, `lab.ledger`), or None
+    when it has none."""
+    path = Path(run_dir) / WEIGHTS
+    if not path.exists():
+        return None
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), "pt") as f:
+        saved = (f.metadata() or {}).get("role")
+    if saved != role:
+        raise CheckpointError(f"{path} holds the weights of {saved!r}, not of {role!r}; it belongs to another kind of run.")
+    return load_file(str(path))
 
 
 def get_or_train(cfg, train_fn, root=None, **kwargs) -> Run:

@@ -266,30 +266,3 @@ def synthesize(card_dir, n: int, threshold: float, out_dir, fmt: str = "png", se
     return out
 
 
-def load_folder(path):
-    """A synthetic dataset written by `synthesize` (a PNG ImageFolder or synthetic.npz) as an ImageDataset."""
-    from .data import ImageDataset
-
-    p = Path(path)
-    npz = p if p.suffix == ".npz" else p / "synthetic.npz"
-    if npz.is_file():
-        z = np.load(npz, allow_pickle=False)
-        return ImageDataset(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), list(z["classes"]),
-                            f"folder:{p}")
-    dirs = sorted(q for q in p.iterdir() if q.is_dir() and re.fullmatch(r"\d{3}_.*", q.name)) if p.is_dir() else []
-    if not dirs:
-        raise CardError(f"{p} holds neither synthetic.npz nor class folders (NNN_name/*.png) written by synthesize.")
-    from PIL import Image
-
-    images, labels = [], []
-    for d in dirs:
-        c = int(d.name[:3])
-        for f in sorted(d.glob("*.png")):
-            images.append(torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))).permute(2, 0, 1))
-            labels.append(c)
-    if not images:
-        raise CardError(f"{p} has class folders but no images.")
-    stats = p / "filter_stats.json"  # the class names as written (the folder names are sanitised)
-    classes = ([r["name"] for r in json.loads(stats.read_text())["per_class"]] if stats.is_file()
-               else [d.name[4:] for d in dirs])
-    return ImageDataset(torch.stack(images), torch.tensor(labels), classes, f"folder:{p}")

@@ -12,93 +12,20 @@ records, else `DEFAULT_SEC_PER_STEP`) fits before the deadline, so a run never d
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import experiments as ex
 from . import ledger as lg
 from . import profiles
-from .config import ClassifierConfig, ECGANConfig, GANConfig
+from .config import ECGANConfig, GANConfig
 from .errors import LabError
+from .manifest import Job, manifest, needs  # noqa: F401 (Job: the study's API too)
 from .runs import Run, lock_holder, run_dir
 
 # Seconds per step of one thread of an AVX2-only EPYC (fp32, channels_last), for runs of a kind the ledger has
 # no record of yet: real classifier 0.1 (+ evaluations), GAN 0.45, stream classifier ~0.25, EC-GAN ~0.25.
 DEFAULT_SEC_PER_STEP = {"gan": 0.5, "real": 0.12, "stream": 0.3, "ecgan": 0.3}
 IMAGES_PER_SECOND = 4  # the FID network on one CPU thread (BENCHMARKS.md: 7.6-9.8 images/s on 2 threads)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One unit of the study: a run config, or the metrics of a GAN set (`gans`, `filter`: run names)."""
-
-    priority: int
-    config: object = None
-    gans: tuple = ()
-    filter: str = ""
-
-    @property
-    def kind(self) -> str:
-        return "metrics" if self.config is None else self.config.kind
-
-    def name(self, root=None) -> str:
-        return f"metrics:{'+'.join(self.gans)}" if self.config is None else run_dir(self.config, root).name
-
-
-def manifest(profile: str = "study", data_root: str = "data", steps: int = None) -> list:
-    """The union of notebooks 04-07's grids for `profile` (with the profile's headline threshold, λ and t and
-    its GAN seeds per block), every run once, then a metrics job per GAN set; as `Job`s in priority order.
-    `steps` overrides every run's length (tests)."""
-    P = profiles.get(profile)
-    grids = (ex.threshold_sweep_grid(profile, P.dataset, threshold=P.threshold, data_root=data_root, steps=steps)
-             + ex.block_grid(profile, P.block_dataset, threshold=P.threshold, data_root=data_root, steps=steps,
-                             gan_seeds=P.block_gan_seeds)
-             + ex.multi_gan_grid(profile, P.dataset, threshold=P.threshold, data_root=data_root, steps=steps)
-             + ex.ecgan_table_grid(profile, data_root, P.ecgan_lambda, P.ecgan_threshold, steps=steps))
-    configs = ex._unique(grids)
-    head = ex.gan_config(profile, P.dataset, "add", 0, data_root, steps)
-    base = ex.classifier_config(profile, P.dataset, data_root, **({"steps": steps} if steps else {}))
-    jobs = [Job(priority(c, P, run_dir(head).name, base), c) for c in configs]
-    sets, filt = {}, run_dir(ex.filter_config(profile, P.dataset, data_root, steps)).name
-    for c in configs:
-        if isinstance(c, ClassifierConfig) and c.source == "gan":
-            sets.setdefault((tuple(sorted(c.gans)), c.filter), None)
-    for c in configs:  # every GAN alone too: its per-class acceptance is an adequacy check of each claim using it
-        if isinstance(c, GANConfig):
-            sets.setdefault(((run_dir(c).name,), filt), None)
-    jobs += [Job(9, None, g, f) for g, f in sets]
-    return sorted(jobs, key=lambda j: j.priority)  # stable: the grids' order within a tier
-
-
-def priority(cfg, P, head_gan: str, base: ClassifierConfig) -> int:
-    """The tier of a run: 0 the filter (the real split, seed 0), 1 the first add GAN, 2 its stream at the
-    headline threshold and unfiltered, 3 the real split's other seeds, 4 the real subsets at the same #steps,
-    5 EC-GAN's table at the headline λ and t, 6 the other GANs, 7 their streams at the headline threshold and
-    unfiltered, 8 the rest (threshold sweep, same-#epochs rows, EC-GAN's sweeps and ablations)."""
-    if isinstance(cfg, GANConfig):
-        return 1 if run_dir(cfg).name == head_gan else 6
-    if isinstance(cfg, ECGANConfig):
-        headline = (cfg.lam == P.ecgan_lambda and cfg.threshold == P.ecgan_threshold and cfg.bn_stats == "all"
-                    and cfg.method != "ecgan-biggan")
-        return 5 if headline else 8
-    if cfg.source == "real":
-        if cfg.steps != base.steps:
-            return 8
-        return (0 if cfg.seed == 0 else 3) if not cfg.subset else 4
-    if cfg.threshold not in (P.threshold, None):
-        return 8
-    return 2 if cfg.gans == (head_gan,) else 7
-
-
-# --- What a job needs, and whether it is done ---------------------------------------------------------
-def needs(job: Job) -> list:
-    """(kind, run name) of the runs a job reads: a stream classifier's GANs and filter; EC-GAN needs none."""
-    if job.config is None:
-        return [("gan", g) for g in job.gans] + [("classifier", job.filter)]
-    c = job.config
-    if isinstance(c, ClassifierConfig) and c.source == "gan":
-        return [("gan", g) for g in c.gans] + [("classifier", c.filter)]
-    return []
 
 
 def _metrics_path(job: Job, ledger) -> Path | None:
@@ -272,12 +199,27 @@ def _claim_busy(job: Job, root) -> bool:
     return False
 
 
+def _exit_with_parent() -> None:
+    """A lane whose `study` process died (killed, or its session ended) stops too: a run resumes next time."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(5)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _lane_main(args) -> list:
     jobs, root, ledger, deadline, profile, data_root, index = args
     import torch
 
     torch.set_num_threads(1)
+    _exit_with_parent()
     log_path = Path(root) / f"study-lane{index}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
 
     def log(msg):
         line = f"{time.strftime('%H:%M:%S')} {msg}"

@@ -6,7 +6,7 @@ import torch
 import lab.train.ecgan as ec
 import lab.train.ecgan_phases as phases
 from lab.config import ECGANConfig, GANConfig
-from lab.presets import preset
+from lab.presets import biggan_config, check, preset
 from lab.errors import ConfigError
 from lab.tables import ecgan_table as table
 from lab.data import to_float
@@ -30,7 +30,7 @@ def tiny(**kw):
 
 def test_biggan_config_takes_architecture_and_optimiser_from_the_preset():
     cfg = tiny()
-    big, ref = cfg.biggan_config(), preset("digits-smoke")
+    big, ref = biggan_config(cfg), preset("digits-smoke")
     assert isinstance(big, GANConfig) and big.dataset == "digits" and big.batch_size == 16
     assert (big.g_ch, big.d_ch, big.z_dim, big.d_steps, big.g_lr, big.block) == \
         (ref.g_ch, ref.d_ch, ref.z_dim, ref.d_steps, ref.g_lr, ref.block)
@@ -38,13 +38,13 @@ def test_biggan_config_takes_architecture_and_optimiser_from_the_preset():
     assert list(m) == ["C", "G", "D"]
     assert m["G"](torch.randn(4, big.z_dim), torch.arange(4)).shape == (4, 3, 16, 16)
     with pytest.raises(ConfigError, match="must name a GAN preset"):
-        tiny(biggan="classifier-digits-smoke")
-    assert preset("svhn-ecgan-paper").replace(method="ecgan-biggan").biggan_config().g_ch == 64
+        check(tiny(biggan="classifier-digits-smoke"))
+    assert biggan_config(preset("svhn-ecgan-paper").replace(method="ecgan-biggan")).g_ch == 64
 
 
 def test_each_phase_changes_only_its_own_network(digits_train):
     cfg = tiny(batch_size=8)
-    big = cfg.biggan_config()
+    big = biggan_config(cfg)
     torch.manual_seed(0)
     m = phases.build_models(cfg)
     opts = {k: torch.optim.Adam(v.parameters(), lr=1e-2) for k, v in m.items()}
@@ -135,14 +135,14 @@ def test_short_run_beats_chance_and_fills_its_table_column(tmp_path):
 
 
 def test_an_ecgan_biggan_preset_builds_without_recursion(monkeypatch):
-    """Building an ECGANConfig of method ecgan-biggan checks its `biggan` preset; with an EC-GAN preset of
+    """The presets check an ECGANConfig of method ecgan-biggan (its `biggan` preset); with an EC-GAN preset of
     that method among the presets, the check must not build it again (it once recursed without end)."""
     from lab.config import ECGANConfig
     from lab.presets import PRESETS, preset
     from lab.errors import ConfigError
 
     monkeypatch.setitem(PRESETS, "x-ecgan-biggan", lambda: ECGANConfig(method="ecgan-biggan", biggan="digits-smoke"))
-    assert preset("x-ecgan-biggan").biggan_config().g_ch == 8
-    assert preset("fashion-ecgan-study").replace(method="ecgan-biggan").biggan_config().dataset == "fashion"
+    assert biggan_config(preset("x-ecgan-biggan")).g_ch == 8
+    assert biggan_config(preset("fashion-ecgan-study").replace(method="ecgan-biggan")).dataset == "fashion"
     with pytest.raises(ConfigError, match="must name a GAN preset.*fashion-study"):
-        ECGANConfig(method="ecgan-biggan", biggan="x-ecgan-biggan")
+        check(ECGANConfig(method="ecgan-biggan", biggan="x-ecgan-biggan"))

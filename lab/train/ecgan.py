@@ -10,6 +10,7 @@ from torch import nn
 from ..config import ECGANConfig
 from ..data import ImageDataset, augment_for, load_dataset, subset, to_float
 from ..errors import ConfigError
+from ..presets import biggan_config, check
 from ..models import param_count
 from ..runs import Run
 from .classifier import evaluate
@@ -84,7 +85,7 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
     Returns:
         The finished `Run`; done.json holds the final and the best test accuracy.
     """
-    cfg = config
+    cfg = check(config)  # before anything is written
     if len(labelled.classes) != cfg.num_classes:
         raise ConfigError(f"The labelled set has {len(labelled.classes)} classes, {cfg.dataset} {cfg.num_classes}.")
     run = Run(run_dir)
@@ -103,7 +104,7 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
     models = build_models(cfg)
     cl = rt.layout_for(*models.values())
     models = {k: m.to(dev, memory_format=cl).train() for k, m in models.items()}
-    big = cfg.biggan_config() if cfg.method == "ecgan-biggan" else None
+    big = biggan_config(cfg) if cfg.method == "ecgan-biggan" else None
     opts = {}
     for k, m in models.items():
         if big is not None and k in ("G", "D"):

@@ -16,6 +16,7 @@ from ..models import (
     build_gan,
 )
 from ..algorithm1 import accept
+from ..presets import biggan_config
 from .gan import hinge_d_step, hinge_g_step
 
 
@@ -44,7 +45,7 @@ def build_models(cfg: ECGANConfig) -> dict:
     elif m == "shared-resnet":
         models["D"] = SharedResNetDiscriminator(K, cfg.classifier_width)
     if m == "ecgan-biggan":
-        models["G"], models["D"] = build_gan(cfg.biggan_config())
+        models["G"], models["D"] = build_gan(biggan_config(cfg))
     elif cfg.uses_gan:
         models["G"] = DCGANGenerator(cfg.z_dim, cfg.ngf, cfg.dcgan_init, cfg.resolution)
     if m == "ecgan":

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..data import save_image_grid
 from ..errors import CheckpointError
-from ..runs import RUNTIME_FIX, Run, _atomic_write_text, read_json, rng_state, set_rng_state
+from ..runs import RUNTIME_FIX, Run, _atomic_write_text, read_json, read_weights, rng_state, set_rng_state
 from .common import (Window, _forced, autocast, channels_last_crashes, check_finite, resolve_device, use_bf16,
                      use_channels_last)
 
@@ -100,10 +100,8 @@ def read_checkpoint(run: Run) -> dict:
 def model_states(run: Run, role: str) -> dict:
     """A finished run's model state dicts: from its checkpoint, else (a run of the study's ledger, `lab.ledger`)
     the `role` weights of its weights.safetensors."""
-    from ..ledger import load_weights
-
     if not run.has_checkpoint():
-        weights = load_weights(run.path, role)
+        weights = read_weights(run.path, role)
         if weights is not None:
             return {role: weights}
     return read_checkpoint(run)["models"]
