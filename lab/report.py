@@ -45,7 +45,8 @@ CAPTIONS = {
 
 
 def figures(s: Study, out_dir) -> list:
-    """The key figures as PNG under `out_dir` (only those whose runs exist); returns their paths."""
+    """The key figures as PNG under `out_dir` (only those whose runs exist; older copies of the others are
+    removed); returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,6 +93,8 @@ def figures(s: Study, out_dir) -> list:
         if src:
             shutil.copyfile(src, out / f"samples_{block}.png")
             names.append(out / f"samples_{block}.png")
+    for stale in set(CAPTIONS) - {p.stem for p in names}:  # a figure of runs no longer in the ledger goes too
+        (out / f"{stale}.png").unlink(missing_ok=True)
     return names
 
 
