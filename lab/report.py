@@ -22,6 +22,11 @@ from .runs import Run
 def write(root=lg.DEFAULT, out="RESULTS.md", fig_dir="results", profile: str = "study", data_root: str = "data",
           steps: int = None) -> Path:
     """Write `out` and the figures under `fig_dir` from the ledger (or run store) `root`; returns its path."""
+    from .errors import LabError
+
+    if not any((Path(root) / k).is_dir() for k in lg.KINDS):
+        raise LabError(f"{root} holds no runs (no gan/, classifier/ or ecgan/ folder): name the study's ledger "
+                       f"(results/ledger) or a run store; nothing was written.")
     s = load(root, profile, data_root, steps)
     out, fig_dir = Path(out), Path(fig_dir)
     figs = figures(s, fig_dir)

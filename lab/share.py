@@ -55,10 +55,12 @@ def export_card(gan_runs: list, filter_run, out_dir, threshold: float = 0.9, n_p
     from .train.classifier import load_classifier
     from .train.gan import load_generator
 
+    _check_threshold(threshold, "the recommended threshold")
     for run, what in [(r, "GAN") for r in gan_runs] + [(filter_run, "classifier")]:
         if not (run.path / "config.json").is_file() or run.done() is None:
             raise CardError(f"{run.path} is not a finished {what} run (it needs config.json and done.json).")
     out = Path(out_dir)
+    _check_out(out)
     out.mkdir(parents=True, exist_ok=True)
     fcfg = filter_run.config(ClassifierConfig)
     cfgs = [r.config(GANConfig) for r in gan_runs]
@@ -179,6 +181,16 @@ def _class_dirs(classes) -> list:
     return [f"{i:03d}_{re.sub(r'[^A-Za-z0-9.-]+', '_', str(c)).strip('_') or 'class'}" for i, c in enumerate(classes)]
 
 
+def _check_threshold(t, what: str) -> None:
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
+        raise CardError(f"{what} of Algorithm 1 must be a number in [0, 1] (or none: unfiltered), got {t!r}.")
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise CardError(f"{out} is a file; name a folder (new, or one this command wrote).")
+
+
 def synthesize(card_dir, n: int, threshold: float, out_dir, fmt: str = "png", seed: int = 0, chunk: int = 1000,
                device="auto", max_draws_per_class: int = 10_000) -> Path:
     """Write `n` Algorithm-1-accepted samples of the card's generators (mixed uniformly) as a labelled dataset.
@@ -202,6 +214,11 @@ def synthesize(card_dir, n: int, threshold: float, out_dir, fmt: str = "png", se
         raise CardError(f"format must be png or npz, got {fmt!r}.")
     if n < 1 or chunk < 1:
         raise CardError(f"n and chunk must be positive, got n={n}, chunk={chunk}.")
+    if threshold is not None:
+        _check_threshold(threshold, "the threshold")
+    if max_draws_per_class < 1:
+        raise CardError(f"max_draws_per_class must be positive, got {max_draws_per_class}.")
+    _check_out(Path(out_dir))  # all before anything is written
     dev = resolve_device(device)
     gens, clf, card = load_card(card_dir, dev)
     classes = card["dataset"]["classes"]

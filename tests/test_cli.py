@@ -142,3 +142,47 @@ def test_a_torn_last_stats_line_is_repaired_on_resume(gan_run, tmp_path):
     assert r.returncode == 0, r.stderr
     steps = [json.loads(line)["step"] for line in (g / "stats.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+def test_share_commands_check_their_inputs_before_writing(tmp_path):
+    from lab.errors import CardError
+    from lab.runs import Run
+    from lab.share import export_card, synthesize
+
+    with pytest.raises(CardError, match=r"must be a number in \[0, 1\].*got 7"):
+        export_card([Run(tmp_path / "g")], Run(tmp_path / "f"), tmp_path / "card", threshold=7)
+    with pytest.raises(CardError, match=r"must be a number in \[0, 1\].*got 2.0"):
+        synthesize(tmp_path / "card", 10, 2.0, tmp_path / "out")
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(CardError, match="is a file; name a folder"):
+        synthesize(tmp_path / "card", 10, 0.5, tmp_path / "afile")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"] and (tmp_path / "afile").read_text() == "mine"
+    r = lab("export-card", "--gan", tmp_path / "g", "--filter", tmp_path / "f", "--out", tmp_path / "c", "--threshold", 7,
+            cwd=tmp_path)
+    one_line_error(r, "must be a number in [0, 1]")
+    assert not (tmp_path / "c").exists()
+
+
+def test_results_on_a_folder_without_runs_writes_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    one_line_error(lab("results", "--runs", tmp_path / "empty", "--out", tmp_path / "R.md", "--figures", tmp_path / "f",
+                       cwd=tmp_path), "holds no runs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_exploding_losses_warn_once(tmp_path):
+    from lab.runs import Run
+    from lab.train.loop import LogWindow
+
+    run = Run(tmp_path)
+    log = LogWindow(run, 10, 0, 1, "t", lambda s: {})
+    with pytest.warns(RuntimeWarning, match=r"loss_d = 1.2e\+05 at step 1: the losses are exploding without becoming NaN"):
+        log.add(loss_d=torch.tensor(1.2e5))
+        log.log(1)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log.add(loss_d=torch.tensor(3e5))
+        log.log(2)  # once per run
+        log.close() if hasattr(log, "close") else None

@@ -13,7 +13,12 @@ def resolve_device(name: str) -> torch.device:
     """"auto" -> CUDA when available, else CPU; anything else as torch understands it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"device={name!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         from ..errors import ConfigError
 

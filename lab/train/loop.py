@@ -13,6 +13,7 @@
 import copy
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,10 +207,24 @@ class LogWindow:
             self.t_last = time.perf_counter()  # evaluation time is not training time
         self.window.reset()
         self.run.log(stats)
+        self._warn_if_exploding(stats)
         self.bar.set_postfix(self.postfix(stats))
         if self.on_step is not None:
             self.on_step(step, stats)
         return stats
+
+    EXPLODED = 1e4  # |a logged loss| above this: the losses of these models are O(1) while they train
+
+    def _warn_if_exploding(self, stats: dict) -> None:
+        """One warning per process when a loss explodes without becoming NaN (e.g. a learning rate far too high)."""
+        big = {k: v for k, v in stats.items() if k.startswith("loss") and isinstance(v, float) and abs(v) > self.EXPLODED}
+        if big and not getattr(self, "warned", False):
+            self.warned = True
+            k, v = next(iter(big.items()))
+            warnings.warn(f"{self.run.path}: {k} = {v:.3g} at step {stats['step']}: the losses are exploding without "
+                          f"becoming NaN, so the run is probably diverging; check it before using it, and try a new run "
+                          f"with lower learning rates (a new run directory: the rates are part of a run's identity).",
+                          RuntimeWarning, stacklevel=2)
 
     def check(self, step: int) -> None:
         """The NaN/inf check of the means accumulated since the last line (before a checkpoint)."""
