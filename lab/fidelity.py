@@ -12,7 +12,8 @@ from torch_fidelity.generative_model_base import GenerativeModelBase
 from .data import to_uint8
 from .errors import ConfigError, LabError, WeightsNotFoundError
 from .runs import file_digest
-from .metrics import _device_of, _eval_mode
+from .metrics import _eval_mode
+from .models import module_device
 
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's name; the suffix is its sha256 prefix
@@ -160,7 +161,7 @@ class FidelityGenerator(GenerativeModelBase):
         for k, G in enumerate(self.generators):
             idx = torch.nonzero(choice == k).flatten()
             if len(idx):
-                dev = _device_of(G)
+                dev = module_device(G)
                 x = to_uint8(G(z[idx.to(z.device), : G.z_dim].to(dev), y[idx].to(dev))).to(z.device)
                 if out is None:
                     out = torch.empty((len(z), *x.shape[1:]), dtype=torch.uint8, device=z.device)

@@ -1,7 +1,6 @@
 """Metrics: the Fréchet distance, classifier-feature FD and duplicates, model and dataset sizes, nearest
 neighbours (memorisation check). IS/FID/KID/PR through torch-fidelity are in `lab.fidelity`."""
 import contextlib
-import itertools
 
 import numpy as np
 import torch
@@ -9,7 +8,7 @@ import torch.nn.functional as F
 
 from .data import to_float
 from .errors import ConfigError
-from .models import size_mb
+from .models import module_device, size_mb
 
 
 # --- Fréchet distance ------------------------------------------------------------------------
@@ -63,13 +62,6 @@ def model_size_mb(module: torch.nn.Module) -> float:
 # --- torch-fidelity inputs -------------------------------------------------------------------
 
 
-def _device_of(module) -> torch.device:
-    if not isinstance(module, torch.nn.Module):
-        return torch.device("cpu")
-    t = next(itertools.chain(module.parameters(), module.buffers()), None)
-    return t.device if t is not None else torch.device("cpu")
-
-
 @contextlib.contextmanager
 def _eval_mode(modules):
     """Modules in eval mode inside the block; their previous modes restored after."""
@@ -96,7 +88,7 @@ def features(model, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor
         images: uint8 (N, 3, H, W) or float in [-1, 1].
         batch_size: images per forward pass.
     """
-    dev = _device_of(model)
+    dev = module_device(model)
     out = []
     with _eval_mode([model]):
         for i in range(0, len(images), batch_size):

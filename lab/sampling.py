@@ -1,17 +1,16 @@
 """Drawing images from class-conditional generators: batches, class grids, interpolations, and
 Algorithm 1's classifier-filtered, class-balanced stream over one or several GANs (Pham et al.)."""
 import contextlib
-import itertools
 import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .algorithm1 import FilterStats, _judge, unfiltered
 from .data import to_uint8
 from .errors import ConfigError, LabError
+from .models import module_device
 
 
 @torch.no_grad()
@@ -47,11 +46,6 @@ def interpolate(G, y: int, steps: int = 8, n: int = 4, seed: int = 0):
 # Pham et al., section III-A: y ~ U(0, C), z ~ N(0, I), x = G(z, y); keep x iff
 # argmax(p) == y and p[y] > thresh, where p = softmax(classifier(x)). Section III-C: with
 # several GANs, each sample comes from one of them chosen uniformly at random.
-
-
-def _module_device(m: nn.Module) -> torch.device:
-    t = next(itertools.chain(m.parameters(), m.buffers()), None)
-    return t.device if t is not None else torch.device("cpu")
 
 
 def _autocast_factory(autocast, device: torch.device):
@@ -177,7 +171,7 @@ class FilteredSampler:
         self.buffer_per_class = buffer_per_class or 4 * -(-batch_size // C)
         if self.buffer_per_class < -(-batch_size // C):  # a batch could never be filled
             raise ConfigError(f"buffer_per_class must be at least ceil(batch_size / C) = {-(-batch_size // C)}.")
-        self.device = torch.device(device) if device is not None else _module_device(self.generators[0])
+        self.device = torch.device(device) if device is not None else module_device(self.generators[0])
         self._amp = _autocast_factory(autocast, self.device)
         self._rng = torch.Generator(self.device).manual_seed(seed)  # z, batch shuffles
         self._host_rng = torch.Generator().manual_seed(seed)  # which generator draws each sample
@@ -356,7 +350,7 @@ def sample_pool(generators, classifier, n_per_class: int, seed: int = 0, batch_s
     class-major, `probs` float32 (N, C), `generator` int64 (N,) index of the generator that drew it.
     """
     generators = list(generators) if isinstance(generators, (list, tuple)) else [generators]
-    device = torch.device(device) if device is not None else _module_device(generators[0])
+    device = torch.device(device) if device is not None else module_device(generators[0])
     C = generators[0].num_classes
     amp = _autocast_factory(autocast, device)
     rng, host_rng = torch.Generator(device).manual_seed(seed), torch.Generator().manual_seed(seed)

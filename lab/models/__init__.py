@@ -39,3 +39,16 @@ __all__ = [
     "ClassHead", "DCGANDiscriminator", "DCGANGenerator", "SharedDCGANDiscriminator", "SharedResNetDiscriminator",
     "dcgan_init_",
 ]
+
+
+def module_device(module):
+    """The device (torch.device) of a module's first parameter or buffer; the CPU for one without any, or for a
+    non-module."""
+    import itertools
+
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        return torch.device("cpu")
+    t = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return t.device if t is not None else torch.device("cpu")
