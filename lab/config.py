@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields
 from .errors import ConfigError
 
 # Number of classes of every dataset `lab.data.load_dataset` knows.
+# Algorithm 1's threshold rules (lab.thresholds): the paper's fixed one and three class-adaptive ones.
+THRESHOLD_MODES = ("fixed", "quantile", "freematch", "flexmatch")
 DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "digits": 10, "fashion": 10}
 # Side of the square RGB images of every dataset. The embedded digits (the smoke profile's data) are 16x16: a
 # GAN step there costs a third of one at 32x32 (0.37 vs 1.01 s on one AVX2 core), which is what lets `make
@@ -217,6 +219,8 @@ class ClassifierConfig(Config):
     augment: bool = opt(True)  # real: random crop (+ flip for CIFAR) per batch
     gans: tuple[str, ...] = opt(())  # gan: names of the GAN runs mixed uniformly
     threshold: float | None = opt(None, lo=0, hi=1)  # gan: Algorithm 1 threshold; None = unfiltered
+    # gan: "fixed" (the paper's rule) or a class-adaptive rule of lab.thresholds with `threshold` as its base
+    threshold_mode: str = opt("fixed", choices=THRESHOLD_MODES, legacy="fixed")
     filter: str = opt("")  # gan: name of the classifier run that filters (trained on the GAN's data)
     # gan: False = Algorithm 1 as written (labels y ~ U(0, C); classes in proportion to their acceptance rates);
     # True = every batch class-balanced (a class the filter rarely accepts then costs many draws per batch)
@@ -245,8 +249,12 @@ class ClassifierConfig(Config):
         super().__post_init__()
         if self.source == "gan" and not self.gans:
             raise ConfigError("ClassifierConfig.gans must name at least one GAN run when source='gan'.")
-        if self.source == "real" and (self.gans or self.threshold is not None or self.filter or self.balanced):
-            raise ConfigError("ClassifierConfig.gans/threshold/filter/balanced only apply to source='gan'.")
+        if self.source == "real" and (self.gans or self.threshold is not None or self.filter or self.balanced
+                                      or self.threshold_mode != "fixed"):
+            raise ConfigError("ClassifierConfig.gans/threshold/threshold_mode/filter/balanced only apply to source='gan'.")
+        if self.threshold is None and self.threshold_mode != "fixed":
+            raise ConfigError(f"ClassifierConfig.threshold_mode {self.threshold_mode!r} needs a threshold (its base "
+                              f"level); the unfiltered stream (threshold None) has no rule.")
         if self.source == "gan" and self.train_folder:
             raise ConfigError("ClassifierConfig.train_folder only applies to source='real' (a synthetic set on disk).")
 

@@ -125,7 +125,8 @@ def train_stream(cfg: ClassifierConfig, path, root=None, on_step=None) -> Run:
     dev = resolve_device(cfg.device)
     gens = [load_generator(r.path, device=dev) for r in gan_runs]
     clf = load_classifier(filter_run.path, device=dev)
-    stream = FilteredSampler(gens, clf, cfg.threshold, cfg.batch_size, seed=cfg.seed, device=dev, balanced=cfg.balanced)
+    stream = FilteredSampler(gens, clf, cfg.threshold, cfg.batch_size, seed=cfg.seed, device=dev, balanced=cfg.balanced,
+                             threshold_mode=cfg.threshold_mode)
     return train_classifier(cfg, stream, path, on_step=on_step)
 
 

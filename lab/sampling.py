@@ -7,10 +7,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .algorithm1 import FilterStats, _judge, unfiltered
+from .algorithm1 import FilterStats, unfiltered
 from .data import to_uint8
 from .errors import ConfigError, LabError
 from .models import module_device
+from .thresholds import rule
 
 
 @torch.no_grad()
@@ -141,18 +142,26 @@ class FilteredSampler:
         starved: "drop" or "raise", see `max_draws_per_class` (balanced streams only; an unbalanced stream
             stops with a LabError only when no class at all is accepted in that many draws of each).
         balanced: class-balanced batches (True) or Algorithm 1's class marginal (False).
+        threshold_mode: "fixed" (the paper's rule, the default) or a class-adaptive rule of `lab.thresholds`
+            ("quantile", "freematch", "flexmatch"), with `threshold` as its base level.
 
     Attributes:
         stats: cumulative FilterStats on the device.
         overflow: accepted samples dropped because their class buffer was full.
         starved_classes: the classes dropped from the balance, in the order they starved.
+        rule: the threshold rule (`lab.thresholds`), None unfiltered; `rule.thresholds()` are the per-class
+            thresholds now.
+        threshold_history: [(samples drawn so far, per-class thresholds)] every `HISTORY_EVERY` draw rounds of
+            an adaptive rule (and its first round).
     """
 
     MARGIN = 1.2  # draw 20% more than the estimated need when filtering, to save a round
+    HISTORY_EVERY = 50  # draw rounds between two entries of `threshold_history`
 
     def __init__(self, generators, classifier, threshold, batch_size: int, *, draw_batch: int = None,
                  max_draws_per_class: int = 10_000, seed: int = 0, device=None, buffer_per_class: int = None,
-                 class_names=None, autocast=False, starved: str = "drop", balanced: bool = True):
+                 class_names=None, autocast=False, starved: str = "drop", balanced: bool = True,
+                 threshold_mode: str = "fixed"):
         self.generators = list(generators) if isinstance(generators, (list, tuple)) else [generators]
         classes = {G.num_classes for G in self.generators}
         if len(classes) != 1:
@@ -165,6 +174,11 @@ class FilteredSampler:
             raise ConfigError(f"starved must be 'drop' or 'raise', got {starved!r}.")
         self.on_starved, self.starved_classes, self.balanced = starved, [], balanced
         self.C = C = classes.pop()
+        if unfiltered(threshold) and threshold_mode != "fixed":
+            raise ConfigError(f"threshold_mode {threshold_mode!r} needs a threshold (its base level); the unfiltered "
+                              f"stream (threshold None) has no rule.")
+        self.rule = None if unfiltered(threshold) else rule(threshold_mode, C, threshold)
+        self.threshold_history, self._rounds = [], 0
         self.classifier, self.threshold, self.batch_size = classifier, threshold, batch_size
         self.draw_batch = draw_batch or 4 * batch_size
         self.max_draws_per_class, self.class_names = max_draws_per_class, class_names
@@ -266,7 +280,10 @@ class FilteredSampler:
             keep = torch.ones(len(y), dtype=torch.bool, device=dev)
             wrong = ~keep
         else:
-            keep, wrong = _judge(_probs(self.classifier, x, C, self._amp), y, self.threshold)
+            keep, wrong = self.rule.judge(_probs(self.classifier, x, C, self._amp), y)
+            if self.rule.mode != "fixed" and self._rounds % self.HISTORY_EVERY == 0:
+                self.threshold_history.append((int(self._drawn.sum() + len(y)), self.rule.thresholds().tolist()))
+        self._rounds += 1
         self.stats.count(y, keep, wrong)
 
         # Buffer what fits: the first `room[c]` accepted samples of each class in this round (or the first
@@ -324,6 +341,8 @@ class FilteredSampler:
             "held": self._held.tolist(), "drawn": self._drawn.tolist(), "accepted": self._accepted.tolist(),
             "dry": self._dry.tolist(), "overflow": self.overflow, "pool_x": self._pool_x, "pool_y": self._pool_y,
             "stats": list(self.stats._tensors()), "starved": list(self.starved_classes),
+            "rule": self.rule.state_dict() if self.rule else {}, "rounds": self._rounds,
+            "threshold_history": [[n, list(t)] for n, t in self.threshold_history],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -336,6 +355,10 @@ class FilteredSampler:
         to = (lambda t: None if t is None else t.to(self.device))
         self._pool_x, self._pool_y = to(state["pool_x"]), to(state["pool_y"])
         self.stats = FilterStats(*(to(t) for t in state["stats"]))
+        if self.rule is not None and state.get("rule"):
+            self.rule.load_state_dict(state["rule"])
+        self._rounds = state.get("rounds", 0)
+        self.threshold_history = [(n, list(t)) for n, t in state.get("threshold_history", [])]
 
 
 # --- Cached pool for the threshold explorer ---------------------------------------------------

@@ -410,3 +410,48 @@ def test_acceptance_matrix_is_pool_stats_per_threshold():
         want = torch.stack([keep[pool["labels"] == c].double().mean() for c in range(C)])
         assert torch.allclose(m[:, j], want)
     assert (m[:, 1] >= m[:, 2]).all() and (m[:, 2] >= m[:, 3]).all()  # monotone in the threshold
+
+
+# --- Class-adaptive threshold rules (lab.thresholds) in the stream -------------------------------------
+
+@pytest.mark.parametrize("mode", ["quantile", "freematch", "flexmatch"])
+@pytest.mark.parametrize("balanced", [True, False])
+def test_an_adaptive_stream_resumes_exactly_with_its_rules_state(mode, balanced):
+    make = lambda: FilteredSampler([StubG(k) for k in range(2)], StubClassifier(), 0.5, 10, seed=1,
+                                   threshold_mode=mode, balanced=balanced)
+    s = make()
+    s.HISTORY_EVERY = 1
+    take(s, 3)
+    buf = io.BytesIO()
+    torch.save(s.state_dict(), buf)
+    rest = take(s, 4)
+    r = make()
+    r.HISTORY_EVERY = 1
+    r.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
+    for (xa, ya), (xb, yb) in zip(rest, take(r, 4)):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert torch.equal(s.rule.thresholds(), r.rule.thresholds()) and s.threshold_history == r.threshold_history
+    assert len(s.threshold_history) >= 2 and all(len(t) == C for _, t in s.threshold_history)
+
+
+def test_the_fixed_rule_is_todays_stream():
+    """threshold_mode="fixed" is the default, and its batches are those of Algorithm 1's own rule."""
+    a = take(FilteredSampler([StubG(0)], StubClassifier(), 0.5, 10, seed=3), 5)
+    b = take(FilteredSampler([StubG(0)], StubClassifier(), 0.5, 10, seed=3, threshold_mode="fixed"), 5)
+    assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
+
+
+def test_an_adaptive_rule_needs_a_threshold():
+    with pytest.raises(ConfigError, match="needs a threshold"):
+        FilteredSampler(StubG(), StubClassifier(), None, 8, threshold_mode="freematch")
+    from lab.presets import preset
+
+    with pytest.raises(ConfigError, match="needs a threshold"):
+        preset("classifier-digits-smoke").replace(source="gan", gans=("g",), filter="f", threshold_mode="quantile")
+    with pytest.raises(ConfigError, match="only apply to source='gan'"):
+        preset("classifier-digits-smoke").replace(threshold_mode="quantile")
+    base = preset("classifier-digits-smoke").replace(source="gan", gans=("g",), filter="f", threshold=0.9)
+    from lab.runs import config_hash
+
+    assert config_hash(base) == config_hash(base.replace(threshold_mode="fixed"))  # "fixed": the hash of before
+    assert config_hash(base) != config_hash(base.replace(threshold_mode="freematch"))

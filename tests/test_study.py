@@ -119,3 +119,16 @@ def test_the_committed_results_page_is_what_the_committed_ledger_gives(tmp_path)
     assert text == (REPO / "RESULTS.md").read_text(), "RESULTS.md differs from `python -m lab results`: regenerate it"
     committed = {p.name for p in (REPO / "results").glob("*.png")}
     assert {p.name for p in (tmp_path / "results").glob("*.png")} == committed
+
+
+def test_every_ledger_run_is_named_by_its_config():
+    """A config field added later (with its `legacy` value) must not rename the ledger's runs."""
+    from lab.ledger import CONFIGS
+    from lab.runs import run_dir
+
+    ledger = REPO / "results" / "ledger"
+    runs = [p for kind in CONFIGS for p in (ledger / kind).glob("*") if (p / "config.json").exists()]
+    assert runs
+    for p in runs:
+        cfg = Run(p).config(CONFIGS[p.parent.name])
+        assert run_dir(cfg).name == p.name

@@ -154,6 +154,10 @@ def train_classifier(config: ClassifierConfig, data_source, run_dir, on_step=Non
         if hasattr(data_source, "stats"):  # Algorithm 1's per-class counts over the whole run, starved classes
             stream |= {"filter_stats": data_source.stats.to_rows(),
                       "starved_classes": list(getattr(data_source, "starved_classes", []))}
+            rule = getattr(data_source, "rule", None)
+            if rule is not None and rule.mode != "fixed":  # the per-class thresholds: at the end, and over the run
+                stream |= {"thresholds": rule.thresholds().tolist(),
+                           "threshold_history": [[n, t] for n, t in data_source.threshold_history]}
         run.mark_done({"step": step, **final, "params": sum(p.numel() for p in model.parameters()), **stream})
     return run
 
