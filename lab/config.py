@@ -292,6 +292,8 @@ class ECGANConfig(Config):
     # --- EC-GAN ---
     lam: float = opt(0.1, lo=0)  # λ: weight of the pseudo-label loss (ecgan) or of the real/fake BCE (shared, eq. 2)
     threshold: float = opt(0.7, lo=0, hi=1)  # t: a fake counts iff its max softmax prob. is > t (ecgan)
+    # "fixed" (the paper's t) or a class-adaptive rule of lab.thresholds for the pseudo-labels, t its base level
+    threshold_mode: str = opt("fixed", choices=("fixed", "freematch", "flexmatch"), legacy="fixed")
     # --- Architecture ---
     classifier_width: int = opt(64, lo=1)  # ResNet-18 widths w..8w: 64 the paper's (11 M), 16 the notebook's (0.70 M)
     z_dim: int = opt(100, lo=1)  # DCGAN latent size

@@ -28,22 +28,24 @@ def g_bce(d_fake: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
 
 
-def ecgan_classifier_loss(logits_real, y_real, logits_fake, lam: float, threshold: float) -> torch.Tensor:
+def ecgan_classifier_loss(logits_real, y_real, logits_fake, lam: float, threshold: float, keep=None) -> torch.Tensor:
     """EC-GAN eq. 5: CE(C(x), y) + lam * CE(C(G(z)), argmax C(G(z))) over confident fakes only.
 
-    A generated sample counts iff its max softmax probability is strictly above `threshold`; the
-    generated term is the mean over the counted samples (as the official code averages), 0 if none.
+    A generated sample counts iff its max softmax probability is strictly above `threshold` (or where `keep`,
+    a class-adaptive rule's mask, says so); the generated term is the mean over the counted samples (as the
+    official code averages), 0 if none.
     """
     real = F.cross_entropy(logits_real, y_real)
     probs = logits_fake.detach().softmax(dim=1, dtype=torch.promote_types(logits_fake.dtype, torch.float32))
     conf, pseudo = probs.max(dim=1)
-    keep = conf > threshold
+    keep = conf > threshold if keep is None else keep
     ce = F.cross_entropy(logits_fake, pseudo, reduction="none")
     fake = (ce * keep).sum() / keep.sum().clamp(min=1)  # no host sync: 0 when nothing is kept
     return real + lam * fake
 
 
-def filtered_pseudo_label_loss(logits_real, y_real, logits_fake, y_fake, lam: float, threshold: float) -> torch.Tensor:
+def filtered_pseudo_label_loss(logits_real, y_real, logits_fake, y_fake, lam: float, threshold: float,
+                               keep=None) -> torch.Tensor:
     """EC-GAN's classifier loss with Algorithm 1 (Pham et al. 2019) as the pseudo-label source (this lab's
     extension, method "ecgan-biggan"): CE(C(x), y) + lam * CE(C(G(z, y_c)), y_c) over the accepted fakes.
 
@@ -55,7 +57,7 @@ def filtered_pseudo_label_loss(logits_real, y_real, logits_fake, y_fake, lam: fl
 
     real = F.cross_entropy(logits_real, y_real)
     probs = logits_fake.detach().softmax(dim=1, dtype=torch.promote_types(logits_fake.dtype, torch.float32))
-    keep = accept(probs, y_fake, threshold)
+    keep = accept(probs, y_fake, threshold) if keep is None else keep
     ce = F.cross_entropy(logits_fake, y_fake, reduction="none")
     fake = (ce * keep).sum() / keep.sum().clamp(min=1)
     return real + lam * fake

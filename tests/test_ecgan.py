@@ -424,3 +424,32 @@ def test_bn_table_sets_the_two_ecgan_variants_beside_the_classifier(tmp_path):
     assert t.loc["10%", "EC-GAN (fakes in BN statistics, the official code)"] == "42.00 ± 1.41 (2 seeds)"
     assert t.loc["10%", "EC-GAN (fakes out of BN running statistics)"] == "74.00 ± 1.41 (2 seeds)"
     assert tb.ecgan_bn_table(df[df["bn_stats"] == "all"]).empty  # no ablation runs: no rows
+
+
+@pytest.mark.parametrize("mode", ["freematch", "flexmatch"])
+def test_an_adaptive_pseudo_label_rule_resumes_bit_for_bit(tmp_path, digits_train, mode):
+    """EC-GAN with a class-adaptive threshold rule: its state (EMAs, window) in the checkpoint, so an interrupted
+    run finishes equal to the uninterrupted one; the final per-class thresholds in done.json."""
+    cfg = tiny(steps=7, eval_every=5, log_every=3, threshold_mode=mode)
+    labelled = ec.labelled_subset(cfg, digits_train)
+    a = ec.train_ecgan(cfg, labelled, tmp_path / "a")
+
+    class Interrupt(Exception):
+        pass
+
+    def crash_at_5(step, stats):
+        if step == 5:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        ec.train_ecgan(cfg, labelled, tmp_path / "b", on_step=crash_at_5)
+    b = ec.train_ecgan(cfg, labelled, tmp_path / "b")
+    sa, sb = a.load_checkpoint(), b.load_checkpoint()
+    assert all(torch.equal(sa["models"][r][k], sb["models"][r][k]) for r in sa["models"] for k in sa["models"][r])
+    assert a.done() == b.done() and len(a.done()["thresholds"]) == cfg.num_classes
+    assert set(sa["extra"]["rule"]) == set(ec.rule(mode, cfg.num_classes, cfg.threshold).state_dict())
+    fixed = ec.train_ecgan(cfg.replace(threshold_mode="fixed"), labelled, tmp_path / "f")
+    from lab.runs import config_hash
+
+    assert "thresholds" not in fixed.done() and config_hash(cfg) != config_hash(cfg.replace(threshold_mode="fixed"))
+    assert config_hash(cfg.replace(threshold_mode="fixed")) == config_hash(tiny(steps=7))  # "fixed": the old hash

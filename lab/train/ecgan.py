@@ -11,6 +11,7 @@ from ..config import ECGANConfig
 from ..data import ImageDataset, augment_for, load_dataset, subset, to_float
 from ..errors import ConfigError
 from ..presets import biggan_config, check
+from ..thresholds import rule
 from ..models import param_count
 from ..runs import Run
 from .classifier import evaluate
@@ -141,7 +142,11 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
     # Fixed noise of the sample grids: 64 z (DCGAN); for BigGAN 8 z per class, one row per class (first 10).
     z_fix, y_fix = fixed_noise(cfg.z_dim if big is None else big.z_dim, cfg.seed, dev,
                                None if big is None else cfg.num_classes, per_class=8, n=GRID)
-    it = Iteration(cfg, models, fwd, opts, big, amp, cl, images, labels, sampler_d, gen_z, cfg.bn_stats == "real")
+    adaptive = rule(cfg.threshold_mode, cfg.num_classes, cfg.threshold) if cfg.threshold_mode != "fixed" else None
+    if adaptive is not None and extra.get("rule"):
+        adaptive.load_state_dict(extra["rule"])
+    it = Iteration(cfg, models, fwd, opts, big, amp, cl, images, labels, sampler_d, gen_z, cfg.bn_stats == "real",
+                   adaptive)
     while step < total:
         # Real batch (augmented in [-1, 1]; then in the range D and C are fed).
         idx = sampler.next()
@@ -182,7 +187,8 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
         if step % cfg.ckpt_every == 0 or step == total:
             if not all_finite(*models.values()):
                 raise divergence("a weight", step, log.last_good, run.path)
-            save_checkpoint(run, step, cfg, **state, extra={"window": log.state_dict(), "labelled": fp, "best": best})
+            save_checkpoint(run, step, cfg, **state, extra={"window": log.state_dict(), "labelled": fp, "best": best,
+                                                            **({"rule": adaptive.state_dict()} if adaptive else {})})
             log.checkpointed(step)
         log.update()
     log.close()
@@ -196,6 +202,7 @@ def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=No
             "final_accuracy": final["accuracy"], "best_accuracy": best["accuracy"], "best_step": best["step"],
             "per_class_accuracy": final["per_class_accuracy"], "n_labelled": len(labelled), "labelled": fp,
             **{f"{k}_params": param_count(m) for k, m in models.items()},
+            **({"thresholds": adaptive.thresholds().tolist()} if adaptive else {}),
         })
     return run
 

@@ -106,13 +106,14 @@ def g_phase(D, opt_G, x_fake, amp, freeze_bn: bool = False) -> dict:
 
 
 def c_phase(C, opt_C, x, y, x_fake, lam: float, threshold: float, c_steps: int, amp, freeze_bn: bool = False,
-            y_fake=None) -> dict:
+            y_fake=None, rule=None) -> dict:
     """EC-GAN eq. 5 on real x and (detached, so C's loss never reaches G) fakes; `x_fake` None: CE on x only.
 
     c_steps=2 is the notebook's variant: a step on CE(C(x), y), then one on the pseudo-label term.
     freeze_bn: fakes leave C's BN running statistics unchanged (`bn_stats="real"`).
     y_fake: the fakes' conditioning classes (ecgan-biggan): the pseudo-labels are those Algorithm 1 accepts
     with C as its classifier, instead of C's confident argmax.
+    rule: a class-adaptive threshold rule (`lab.thresholds`) that decides which fakes count; None: the fixed t.
     """
     with amp:
         logits = C(x).float()
@@ -127,12 +128,16 @@ def c_phase(C, opt_C, x, y, x_fake, lam: float, threshold: float, c_steps: int, 
         logits = logits.detach()  # its CE is a constant of the second step's loss: the gradient is the λ term's
     with amp, bn_stats_frozen(C, freeze_bn):
         logits_fake = C(x_fake).float()
+    keep = None
+    if rule is not None:
+        probs = logits_fake.detach().softmax(1)
+        keep = rule.pseudo_labels(probs)[0] if y_fake is None else rule.judge(probs, y_fake)[0]
     if y_fake is None:
-        loss = ecgan_classifier_loss(logits, y, logits_fake, lam, threshold)
-        kept = (logits_fake.detach().softmax(1).amax(1) > threshold).float().mean()
+        loss = ecgan_classifier_loss(logits, y, logits_fake, lam, threshold, keep)
+        kept = (logits_fake.detach().softmax(1).amax(1) > threshold if keep is None else keep).float().mean()
     else:
-        loss = filtered_pseudo_label_loss(logits, y, logits_fake, y_fake, lam, threshold)
-        kept = accept(logits_fake.detach().softmax(1), y_fake, threshold).float().mean()
+        loss = filtered_pseudo_label_loss(logits, y, logits_fake, y_fake, lam, threshold, keep)
+        kept = (accept(logits_fake.detach().softmax(1), y_fake, threshold) if keep is None else keep).float().mean()
     _step(opt_C, loss)
     return {"loss_c": loss, "kept": kept, **out}
 
@@ -194,6 +199,7 @@ class Iteration:
     sampler_d: object  # ecgan-biggan: D's batch sampler
     gen_z: torch.Generator
     freeze: bool  # bn_stats="real": fakes leave the evaluated network's BN statistics unchanged
+    rule: object = None  # threshold_mode other than "fixed": its rule (lab.thresholds), with its state
 
 
 def ecgan_step(it: Iteration, x, y, x_fake) -> dict:
@@ -201,7 +207,8 @@ def ecgan_step(it: Iteration, x, y, x_fake) -> dict:
     c = it.cfg
     out = d_phase(it.fwd["D"], it.opts["D"], x, x_fake, it.amp)
     out |= g_phase(it.fwd["D"], it.opts["G"], x_fake, it.amp)
-    return out | c_phase(it.fwd["C"], it.opts["C"], x, y, x_fake, c.lam, c.threshold, c.c_steps, it.amp, it.freeze)
+    return out | c_phase(it.fwd["C"], it.opts["C"], x, y, x_fake, c.lam, c.threshold, c.c_steps, it.amp, it.freeze,
+                         rule=it.rule)
 
 
 def ecgan_biggan_step(it: Iteration, x, y, x_fake=None) -> dict:
@@ -210,7 +217,7 @@ def ecgan_biggan_step(it: Iteration, x, y, x_fake=None) -> dict:
     out = biggan_phases(it.fwd, it.models, it.opts, it.big, it.images, it.labels, it.sampler_d, it.gen_z, it.amp, it.cl)
     x_fake, y_fake = out.pop("x_fake"), out.pop("y_fake")
     return out | c_phase(it.fwd["C"], it.opts["C"], x, y, x_fake, c.lam, c.threshold, c.c_steps, it.amp, it.freeze,
-                         y_fake=y_fake)
+                         y_fake=y_fake, rule=it.rule)
 
 
 def classifier_step(it: Iteration, x, y, x_fake=None) -> dict:
