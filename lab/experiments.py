@@ -297,9 +297,10 @@ def _unique(cfgs) -> list:
 
 def threshold_sweep_grid(profile, dataset=None, block="add", seed=0, threshold=0.9, sweep=None, classifier_seeds=None,
                          data_root="data", steps=None) -> list:
-    """Notebook 04: the GAN, the filter, the real subsets (same #steps and #epochs, every classifier seed) and
-    the classifiers of the GAN's stream at every threshold of the sweep (the headline threshold and the
-    unfiltered stream with every seed, the others with the first)."""
+    """Notebook 04: the GAN, the filter, the real subsets (same #steps and #epochs, every classifier seed), the
+    classifiers of the GAN's stream at every threshold of the sweep (the headline threshold and the
+    unfiltered stream with every seed, the others with the first), and at the headline threshold under each of
+    the profile's class-adaptive rules (`Profile.threshold_modes`, every seed)."""
     from .profiles import get
 
     P = get(profile)
@@ -315,6 +316,8 @@ def threshold_sweep_grid(profile, dataset=None, block="add", seed=0, threshold=0
     streams = [gan_classifier_config(base.replace(seed=s), [g], f, t)
                for t in sorted(set(sweep) | {threshold, None}, key=lambda t: -1 if t is None else t)
                for s in (seeds if t in (threshold, None) else seeds[:1])]
+    streams += [gan_classifier_config(base.replace(seed=s), [g], f, threshold).replace(threshold_mode=m)
+                for m in P.threshold_modes for s in seeds]
     return _unique([gan, filt] + [c.replace(seed=s) for s in seeds for c in real] + streams)
 
 
@@ -363,7 +366,8 @@ def multi_gan_grid(profile, dataset=None, block="add", gan_counts=None, threshol
 def ecgan_table_grid(profile, data_root="data", lam=0.1, threshold=0.7, fractions=None, seeds=None, biggan_seeds=None,
                      lambda_sweep=None, t_sweep=None, steps=None) -> list:
     """Notebook 07: every method at every labelled fraction and seed (the BigGAN variant with its own seeds),
-    then EC-GAN's λ and t sweeps at the first fraction, and EC-GAN with its fakes kept out of C's BatchNorm
+    then EC-GAN's λ and t sweeps at the first fraction, EC-GAN under each class-adaptive pseudo-label rule of the
+    profile (`Profile.ecgan_threshold_modes`) at every fraction and seed, and EC-GAN with its fakes kept out of C's BatchNorm
     running statistics (`bn_stats="real"`) at the first fraction for every seed."""
     from .profiles import get
 
@@ -376,7 +380,9 @@ def ecgan_table_grid(profile, data_root="data", lam=0.1, threshold=0.7, fraction
     sweeps = [base.replace(method="ecgan", fraction=frac, lam=v) for v in (P.lambda_sweep if lambda_sweep is None else lambda_sweep)]
     sweeps += [base.replace(method="ecgan", fraction=frac, threshold=v) for v in (P.t_sweep if t_sweep is None else t_sweep)]
     bn_real = [base.replace(method="ecgan", fraction=frac, seed=s, bn_stats="real") for s in seeds]
-    return _unique(table + sweeps + bn_real)
+    adaptive = [base.replace(method="ecgan", fraction=f, seed=s, threshold_mode=m)
+                for m in P.ecgan_threshold_modes for f in fractions for s in seeds]
+    return _unique(table + sweeps + bn_real + adaptive)
 
 
 NOTEBOOK_GRIDS = {"04": threshold_sweep_grid, "05": block_grid, "06": multi_gan_grid, "07": ecgan_table_grid}

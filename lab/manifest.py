@@ -55,18 +55,19 @@ def priority(cfg, P, head_gan: str, base: ClassifierConfig) -> int:
     """The tier of a run: 0 the filter (the real split, seed 0), 1 the first add GAN, 2 its stream at the
     headline threshold and unfiltered, 3 the real split's other seeds, 4 the real subsets at the same #steps,
     5 EC-GAN's table at the headline λ and t, 6 the other GANs, 7 their streams at the headline threshold and
-    unfiltered, 8 the rest (threshold sweep, same-#epochs rows, EC-GAN's sweeps and ablations)."""
+    unfiltered, 8 the rest (threshold sweep, same-#epochs rows, EC-GAN's sweeps and ablations, the class-adaptive
+    threshold rules)."""
     if isinstance(cfg, GANConfig):
         return 1 if run_dir(cfg).name == head_gan else 6
     if isinstance(cfg, ECGANConfig):
         headline = (cfg.lam == P.ecgan_lambda and cfg.threshold == P.ecgan_threshold and cfg.bn_stats == "all"
-                    and cfg.method != "ecgan-biggan")
+                    and cfg.method != "ecgan-biggan" and cfg.threshold_mode == "fixed")
         return 5 if headline else 8
     if cfg.source == "real":
         if cfg.steps != base.steps:
             return 8
         return (0 if cfg.seed == 0 else 3) if not cfg.subset else 4
-    if cfg.threshold not in (P.threshold, None):
+    if cfg.threshold not in (P.threshold, None) or cfg.threshold_mode != "fixed":
         return 8
     return 2 if cfg.gans == (head_gan,) else 7
 

@@ -39,6 +39,8 @@ class Profile:
     threshold: float = 0.9  # the headline Algorithm 1 threshold (Table I, the verdicts)
     ecgan_lambda: float = 0.1  # EC-GAN's headline λ (the paper's)
     ecgan_threshold: float = 0.7  # EC-GAN's headline pseudo-label threshold t (the paper's)
+    threshold_modes: tuple = ()  # class-adaptive rules (lab.thresholds) of notebook 04's extra rows, at the headline t
+    ecgan_threshold_modes: tuple = ()  # class-adaptive pseudo-label rules of notebook 07's extra columns
 
 
 _PAPER_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)  # 10k..50k of CIFAR's 50k
@@ -55,7 +57,8 @@ PROFILES = {
         gan_counts=(1, 2, 4), classifier_seeds=(0, 1, 2), sweep=_SWEEP, n_metrics=2000, n_fid=2000,
         n_fid_reference=10_000, pool_per_class=500, filter_steps=None, n_synth=2_000, ecgan_fractions=(0.1, 0.3),
         ecgan_seeds=(0, 1, 2), biggan_seeds=(0,), lambda_sweep=(0.0, 0.1, 0.5), t_sweep=(0.5, 0.7, 0.9),
-        block_gan_seeds=(0, 1, 2)),
+        block_gan_seeds=(0, 1, 2), threshold_modes=("quantile", "freematch"),
+        ecgan_threshold_modes=("freematch", "flexmatch")),
     "paper": Profile(
         "paper", dataset="cifar10", block_dataset="cifar100", ecgan_dataset="svhn", real_fractions=_PAPER_FRACTIONS, gan_counts=(1, 2, 4, 6),
         classifier_seeds=(0, 1, 2), sweep=_SWEEP, n_metrics=50_000, n_fid=50_000, n_fid_reference=50_000,

@@ -13,7 +13,7 @@ from . import adequacy as aq
 from . import ledger as lg
 from . import plots
 from . import tables as tb
-from .claims import _p, ecgan_claims, mean_acceptance, pham_claims
+from .claims import _p, adaptive_claims, ecgan_claims, mean_acceptance, pham_claims
 from .config import GANConfig
 from .results import Study, load, stream_rows
 from .runs import Run
@@ -30,7 +30,7 @@ def write(root=lg.DEFAULT, out="RESULTS.md", fig_dir="results", profile: str = "
     s = load(root, profile, data_root, steps)
     out, fig_dir = Path(out), Path(fig_dir)
     figs = figures(s, fig_dir)
-    out.write_text(render(s, pham_claims(s) + ecgan_claims(s), figs, out.parent))
+    out.write_text(render(s, pham_claims(s) + ecgan_claims(s) + adaptive_claims(s), figs, out.parent))
     return out
 
 
@@ -73,7 +73,8 @@ def figures(s: Study, out_dir) -> list:
                                       title=f"real subsets vs 1 GAN (t = {s.threshold})"), "error_vs_real_size")
         if len(s.sets):
             save(plots.compression(s.real, s.sets), "compression")
-    sweep = s.results[(s.results["source"] == "gan") & (s.results["gan_names"] == (head.path.name,))] if len(s.results) else []
+    sweep = s.results[(s.results["source"] == "gan") & (s.results["gan_names"] == (head.path.name,))
+                      & (s.results["threshold_mode"] == "fixed")] if len(s.results) and head else []
     if len(sweep):
         save(plots.error_vs_threshold(sweep, title="threshold sweep, 1 GAN"), "threshold_sweep")
     first = one[one["seed"] == 0] if len(one) else one
@@ -170,6 +171,8 @@ def render(s: Study, claims: list, figs: list, base_dir: Path) -> str:
     lines += [f"| {c['paper']} | {c['claim']} | {c['theirs']} | {c['ours']} | {_p(c.get('p'))} | **{c['verdict']}** |"
               for c in claims]
     lines += ["", "## GANs: per-class acceptance", "", _acceptance_table(s)]
+    if s.profile.threshold_modes:
+        lines += ["", "## Class-adaptive thresholds (beyond both papers)", "", _adaptive_table(s)]
     table = tb.table_i(s.results, s.root, s.threshold, s.real) if len(s.results) else pd.DataFrame()
     lines += ["", "## Table I analogue (Pham et al.)", "",
               f"Error (%) on the {P.dataset} test split; ± is the std over classifier seeds (GAN sets of one size pooled). "
@@ -221,6 +224,25 @@ def _cpu_time(s: Study) -> str:
     rows = [{"machine": w, **{k: f"{n} runs, {sec / 3600:.2f} h" for k, (n, sec) in kinds.items()},
              "total (h)": round(sum(sec for _, sec in kinds.values()) / 3600, 2)} for w, kinds in sorted(by.items())]
     return tb.markdown_table(pd.DataFrame(rows).fillna("–"))
+
+
+def _adaptive_table(s: Study) -> str:
+    """Per threshold rule of the 1-GAN stream: error, per-class test accuracy (mean over seeds) and per-class
+    acceptance over the seed-0 run (its filter statistics)."""
+    head, rows = s.gans.get(("add", 0)), []
+    for mode in ("fixed", *s.profile.threshold_modes):
+        r = stream_rows(s, [head], "headline", mode) if head else pd.DataFrame()
+        row = {"rule": mode, "runs": len(r), "error (%)": tb.format_pm(r["error"], "seeds") if len(r) else "–"}
+        acc = np.mean([list(p) for p in r["per_class"] if p is not None], axis=0) if len(r) else None
+        first = r[r["seed"] == 0]
+        stats = Run(s.root / "classifier" / first.iloc[0]["run"]).done().get("filter_stats", []) if len(first) else []
+        for i, c in enumerate(s.classes):
+            row[f"{c}: acc."] = f"{acc[i]:.1f}" if acc is not None and np.ndim(acc) else "–"
+            row[f"{c}: accepted"] = (f"{100 * stats[i]['accepted'] / max(1, stats[i]['drawn']):.1f}" if stats else "–")
+        rows.append(row)
+    return (f"The 1-GAN stream at base level {s.threshold} under each rule (`lab.thresholds`): test error, per-class "
+            f"test accuracy (%, mean over seeds) and the share (%) of each class's draws accepted over the seed-0 "
+            f"run.\n\n" + tb.markdown_table(pd.DataFrame(rows)))
 
 
 def _acceptance_table(s: Study) -> str:

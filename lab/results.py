@@ -19,10 +19,10 @@ from .runs import Run, run_dir
 
 ALPHA = 0.05  # two-sided significance level of the verdicts (Welch's t-test over seeds)
 # The columns of the result frames, so that a ledger without some runs yet gives empty frames that select alike.
-CLASSIFIER_COLUMNS = ["run", "config", "dataset", "source", "n_real", "gans", "gan_names", "threshold", "filter", "steps",
-                      "epochs", "seed", "error", "per_class", "evals"]
-ECGAN_COLUMNS = ["run", "dataset", "method", "fraction", "n_labelled", "lam", "threshold", "bn_stats", "seed", "steps",
-                 "epochs", "final_accuracy", "best_accuracy", "evals"]
+CLASSIFIER_COLUMNS = ["run", "config", "dataset", "source", "n_real", "gans", "gan_names", "threshold", "threshold_mode",
+                      "filter", "steps", "epochs", "seed", "error", "per_class", "evals"]
+ECGAN_COLUMNS = ["run", "dataset", "method", "fraction", "n_labelled", "lam", "threshold", "bn_stats", "threshold_mode",
+                 "seed", "steps", "epochs", "final_accuracy", "best_accuracy", "evals"]
 
 
 def _frame(rows, columns) -> pd.DataFrame:
@@ -47,6 +47,7 @@ class Study:
     ecgan_bn: pd.DataFrame = field(default_factory=pd.DataFrame)  # EC-GAN with bn_stats="real"
     metrics: dict = field(default_factory=dict)  # {tuple of GAN names: metrics record}
     records: list = field(default_factory=list)  # lab.ledger.records
+    ecgan_adaptive: pd.DataFrame = field(default_factory=pd.DataFrame)  # EC-GAN under class-adaptive rules
 
     @property
     def threshold(self) -> float:
@@ -80,16 +81,19 @@ def load(root=lg.DEFAULT, profile: str = "study", data_root: str = "data", steps
             else pd.DataFrame(columns=CLASSIFIER_COLUMNS + ["match", "fraction"]))
     sets = tb.gan_set_rows(res, root, P.threshold) if len(res) else pd.DataFrame()
     ec = [c for c in configs if isinstance(c, ECGANConfig)]
-    headline = [c for c in ec if c.lam == P.ecgan_lambda and c.threshold == P.ecgan_threshold and c.bn_stats == "all"]
+    headline = [c for c in ec if c.lam == P.ecgan_lambda and c.threshold == P.ecgan_threshold and c.bn_stats == "all"
+                and c.threshold_mode == "fixed"]
     ecgan = _frame(tb.ecgan_results(root, runs=[run_dir(c, root) for c in headline]), ECGAN_COLUMNS)
     ecgan_bn = _frame(tb.ecgan_results(root, runs=[run_dir(c, root) for c in ec if c.bn_stats == "real"]), ECGAN_COLUMNS)
+    adaptive = _frame(tb.ecgan_results(root, runs=[run_dir(c, root) for c in ec if c.threshold_mode != "fixed"]),
+                      ECGAN_COLUMNS)
     metrics = {}
     for m in sorted(tb.cached_metrics(root), key=lambda m: m["n"]):
         if m["filter"] == filt.path.name:
             metrics[tuple(sorted(m["gans"]))] = m
     records = lg.records(root) if (root / "datasets.json").exists() else []
     return Study(root, P, base, info["n_train"], info["classes"], gans, filt, res, real, sets, ecgan, ecgan_bn,
-                 metrics, records)
+                 metrics, records, adaptive)
 
 
 # --- The verdict rule --------------------------------------------------------------------------
@@ -125,13 +129,13 @@ def _overall(verdicts: list) -> str:
 
 
 # --- Selections -------------------------------------------------------------------------------
-def stream_rows(s: Study, gans, threshold="headline") -> pd.DataFrame:
+def stream_rows(s: Study, gans, threshold="headline", mode: str = "fixed") -> pd.DataFrame:
     """The manifest's classifiers on the stream of exactly `gans` at `threshold` (default: the headline one;
-    None: unfiltered)."""
+    None: unfiltered) under the threshold rule `mode`."""
     t = s.threshold if threshold == "headline" else threshold
     if not len(s.results):
         return s.results
-    rows = tb.at_threshold(s.results[s.results["source"] == "gan"], t)
+    rows = tb.at_threshold(s.results[s.results["source"] == "gan"], t, mode)
     return rows[rows["gan_names"] == tuple(sorted(r.path.name for r in gans))]
 
 

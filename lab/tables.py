@@ -41,7 +41,8 @@ def classifier_results(root=None, dataset: str = None) -> list:
         n = (cfg.subset or done.get("train_images") or n_train[cfg.dataset]) if cfg.source == "real" else None
         rows.append({
             "run": run.path.name, "config": grid_key(cfg), "dataset": cfg.dataset, "source": cfg.source, "n_real": n,
-            "gans": len(cfg.gans), "gan_names": tuple(sorted(cfg.gans)), "threshold": cfg.threshold, "filter": cfg.filter or None,
+            "gans": len(cfg.gans), "gan_names": tuple(sorted(cfg.gans)), "threshold": cfg.threshold,
+            "threshold_mode": cfg.threshold_mode, "filter": cfg.filter or None,
             "steps": cfg.steps, "epochs": round(cfg.steps * cfg.batch_size / n, 2) if n else None,
             "seed": cfg.seed, "error": done["error"], "per_class": done.get("per_class_accuracy"),
             "evals": [(r["step"], r["test_error"]) for r in run.stats() if "test_error" in r],
@@ -70,8 +71,11 @@ def of_gan_set(results, gan_runs: list, filter_run: Run = None, steps: int = Non
     return results[hit]
 
 
-def at_threshold(results, threshold):
-    """Rows of `results` whose Algorithm-1 threshold is `threshold` (None selects the unfiltered runs)."""
+def at_threshold(results, threshold, mode: str = "fixed"):
+    """Rows of `results` whose Algorithm-1 threshold is `threshold` (None selects the unfiltered runs) under the
+    threshold rule `mode` (the paper's "fixed" by default; `lab.thresholds`)."""
+    if "threshold_mode" in results:
+        results = results[results["threshold_mode"] == mode]
     return results[results["threshold"].isna()] if threshold is None else results[results["threshold"] == threshold]
 
 
@@ -148,6 +152,8 @@ def gan_set_rows(results, root=None, threshold=0.9) -> list:
     import pandas as pd
 
     gan = results[results["source"] == "gan"]
+    if "threshold_mode" in gan:  # the class-adaptive rules' classifiers are rows of their own (lab.claims)
+        gan = gan[gan["threshold_mode"] == "fixed"]
     # One metrics record per (set, filter): the one of the most samples when several were computed.
     mets = {}
     for m in sorted(cached_metrics(root), key=lambda m: m["n"]):
@@ -320,7 +326,7 @@ def ecgan_results(root=None, dataset: str = None, runs=None) -> list:
             "run": run.path.name, "dataset": cfg.dataset, "method": cfg.method, "fraction": cfg.fraction,
             "n_labelled": done["n_labelled"], "lam": cfg.lam, "threshold": cfg.threshold,
             "classifier_width": cfg.classifier_width, "real_range": cfg.real_range, "c_steps": cfg.c_steps,
-            "bn_stats": cfg.bn_stats, "augment": cfg.augment, "biggan": cfg.biggan if cfg.method == "ecgan-biggan" else "", "seed": cfg.seed, "steps": done["step"],
+            "bn_stats": cfg.bn_stats, "threshold_mode": cfg.threshold_mode, "augment": cfg.augment, "biggan": cfg.biggan if cfg.method == "ecgan-biggan" else "", "seed": cfg.seed, "steps": done["step"],
             "epochs": done["epochs"], "final_accuracy": done["final_accuracy"], "best_accuracy": done["best_accuracy"],
             "evals": [(r["step"], r["test_acc"]) for r in run.stats() if "test_acc" in r],
         })
@@ -334,13 +340,18 @@ BN_COLUMNS = {  # EC-GAN with and without its fakes in C's BatchNorm running sta
 }
 
 
+def _fixed_rule(d):
+    """The EC-GAN rows of the paper's fixed pseudo-label threshold (the class-adaptive ones are `lab.claims`')."""
+    return d[d["threshold_mode"] == "fixed"] if len(d) and "threshold_mode" in d else d
+
+
 def ecgan_bn_table(results_df, which: str = "final_accuracy"):
     """Accuracy (mean ± std over seeds) of C alone and of EC-GAN with `bn_stats` "all" and "real", one row
     per labelled size with EC-GAN runs at `bn_stats="real"` (notebook 07: the first fraction only).
     `results_df`: `ecgan_results` of one λ and t."""
     import pandas as pd
 
-    d = results_df
+    d = _fixed_rule(results_df)
     real = d[(d["method"] == "ecgan") & (d["bn_stats"] == "real")] if len(d) else d
     rows = []
     for frac in sorted(set(real["fraction"]) if len(real) else ()):
@@ -361,7 +372,7 @@ def ecgan_table(results_df, which: str = "final_accuracy"):
     """
     import pandas as pd
 
-    rows = []
+    results_df, rows = _fixed_rule(results_df), []
     for frac in sorted(set(results_df["fraction"]) | set(FRACTIONS)):
         row = {"size": f"{100 * frac:g}%"}
         for col, method in COLUMNS.items():
