@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .config import ClassifierConfig, ECGANConfig, GANConfig
 from .errors import LabError
-from .runs import CONFIG, DONE, STATS, WEIGHTS, Run, read_weights  # noqa: F401 (read_weights: the ledger's reader)
+from .runs import CONFIG, DONE, STATS, WEIGHTS, Run
 
 RECORD, SAMPLES = "record.json", "samples.png"
 RUN_FILES = (CONFIG, STATS, DONE, "runtime.json")
@@ -113,6 +113,36 @@ def restore(ledger, kind: str, name: str, root) -> Run:
         shutil.rmtree(dest)
     os.replace(tmp, dest)
     return Run(dest)
+
+
+def open_in(root, ledger=DEFAULT) -> int:
+    """Restore every finished run of the ledger (and its GAN-set metrics) that the run store `root` lacks, so that
+    the notebooks find the study's runs there and train nothing the ledger holds (weights from safetensors, no
+    dataset needed for them); returns how many runs were copied. The ledger itself is never written."""
+    root, ledger, copied = Path(root), Path(ledger), 0
+    if not (ledger / "datasets.json").exists():
+        raise LabError(f"{ledger} is not the study's ledger (no datasets.json); `python -m lab study` grows it.")
+    for kind in KINDS:
+        for src in sorted((ledger / kind).glob("*")) if (ledger / kind).is_dir() else []:
+            if Run(src).is_done() and not Run(root / kind / src.name).is_done():
+                restore(ledger, kind, src.name, root)
+                copied += 1
+    for src in sorted((ledger / "metrics").glob("*.json")) if (ledger / "metrics").is_dir() else []:
+        dest = root / "metrics" / src.name
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+    return copied
+
+
+def store_for(profile: str, runs_dir, ledger=DEFAULT):
+    """A notebook's run store: for the study profile, `runs_dir` with the committed ledger's runs restored into
+    it (`open_in`), so the notebooks open on the study without training what it holds; else `runs_dir` as is."""
+    if profile == "study":
+        n = open_in(runs_dir, ledger)
+        if n:
+            print(f"{n} run(s) of the study's ledger restored into {runs_dir}")
+    return runs_dir
 
 
 def export_metrics(record: dict, path: Path, ledger) -> Path:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lab import ledger as lg
+from lab.errors import LabError
 from lab import profiles, report, study
 from lab.runs import Run
 
@@ -74,6 +75,20 @@ def test_a_tiny_study_into_a_ledger(tmp_path, tiny, digits_root, monkeypatch):
     from lab.train.classifier import load_classifier
 
     load_classifier(fresh / "classifier" / stream.config.filter)
+    # The notebooks open on the ledger: restored into a run store, every run of the manifest is there, finished,
+    # and asking for it trains nothing; the GAN-set metrics are found in the store's cache.
+    store = tmp_path / "notebook-store"
+    assert lg.open_in(store, ledger) == len([j for j in jobs if j.config is not None])
+    assert lg.open_in(store, ledger) == 0  # once
+    from lab import experiments as ex
+
+    monkeypatch.setattr(ex, "get_or_train", lambda *a, **k: pytest.fail("a ledger run was trained again"))
+    for j in jobs:
+        if j.config is not None:
+            assert Run(store / j.kind / j.name()).is_done(getattr(j.config, "steps", None) or None)
+    assert {p.name for p in (store / "metrics").glob("*.json")} == {p.name for p in (ledger / "metrics").glob("*.json")}
+    with pytest.raises(LabError, match="not the study's ledger"):
+        lg.open_in(store, tmp_path / "nothing")
     # RESULTS.md from the ledger alone (no dataset where data_root points), the same page as the study wrote.
     page = (tmp_path / "RESULTS.md").read_text()
     again = report.write(ledger, tmp_path / "again.md", tmp_path / "results", tiny, str(tmp_path / "no-data"), steps=4)
