@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import DATASET_CLASSES, DATASET_RESOLUTION, image_bytes
-from .errors import DataNotFoundError, LabError
+from .errors import DataCorruptError, DataNotFoundError, LabError
 
 SPLITS = ("train", "test")
 DATASETS = tuple(DATASET_CLASSES)
@@ -134,9 +134,12 @@ def load_dataset(name: str, split: str, root: str = "data", download: bool = Tru
     if key not in _LOADED:  # decoded once per process: a study loads the same split for every run
         if name == "fashion" and not _fashion_in_root(root) and _fashion_idx_dir():
             _unpack_fashion_idx(_fashion_idx_dir(), root)
+        present = _present(name, split, root)
         try:
             tv = _torchvision(name, split, root, download=False)
-        except RuntimeError:  # torchvision: "Dataset not found or corrupted"
+        except Exception as e:  # torchvision: "Dataset not found or corrupted", or a file it cannot parse
+            if present:  # the files are there: damaged, not missing (a download would not replace them)
+                raise _corrupt(name, split, root, e) from None
             if not download:
                 raise _missing(name, split, root, "it is not there and download=False") from None
             tv = _download(name, split, root)
@@ -189,6 +192,27 @@ def _download(name, split, root):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return _torchvision(name, split, root, download=False)
+
+
+def _expected_path(name, split, root) -> str:
+    prefix = "train" if split == "train" else "t10k"
+    return os.path.join(os.path.abspath(root), _EXPECTED[name][0].format(split=split, split_prefix=prefix))
+
+
+def _present(name, split, root) -> bool:
+    """Whether the dataset's files (or folder) are on disk at all (then a failure to read them is corruption)."""
+    path = _expected_path(name, split, root)
+    return os.path.isfile(path) if not path.endswith("/") else (os.path.isdir(path) and bool(os.listdir(path)))
+
+
+def _corrupt(name, split, root, e) -> LabError:
+    where = _expected_path(name, split, root)
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return DataCorruptError(
+        f"Dataset {name!r} ({split}) at {where} is there but damaged or incomplete ({type(e).__name__}: {first}); "
+        f"delete it and load again (it is downloaded anew where the network allows, or re-unpacked from Debian's "
+        f"files for fashion), or restore a good copy."
+    )
 
 
 def _missing(name, split, root, why) -> DataNotFoundError:

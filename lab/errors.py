@@ -13,6 +13,10 @@ class DataNotFoundError(LabError, FileNotFoundError):
     """A dataset is missing on disk and could not be downloaded."""
 
 
+class DataCorruptError(LabError):
+    """A dataset's files are on disk but damaged (a checksum or format failure): not missing."""
+
+
 class CheckpointError(LabError):
     """A checkpoint is missing, truncated, unsafe, or from another architecture."""
 

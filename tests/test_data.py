@@ -452,3 +452,22 @@ def test_image_grid_is_torchvisions_make_grid_and_save_image(n, nrow, tmp_path):
     save_image(x, tmp_path / "tv.png", nrow=nrow, normalize=True, value_range=(-1, 1), padding=1)
     save_image_grid(x, tmp_path / "lab.png", nrow=nrow)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "lab.png")), np.asarray(Image.open(tmp_path / "tv.png")))
+
+
+def test_damaged_files_are_reported_damaged_not_missing(cifar10_data, tmp_path):
+    """A garbage CIFAR batch (or a truncated Fashion-MNIST file) is on disk: corrupt, not missing, and nothing
+    tries to download over it."""
+    import shutil
+
+    from lab import data
+    from lab.errors import DataCorruptError
+
+    root = tmp_path / "root"
+    shutil.copytree(cifar10_data.root, root)
+    batch = root / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(b"not a pickle at all" * 10)
+    data._LOADED.clear()
+    with pytest.raises(DataCorruptError, match=r"cifar-10-batches-py/ is there but damaged or incomplete"):
+        data.load_dataset("cifar10", "train", str(root), download=True)
+    assert batch.read_bytes() == b"not a pickle at all" * 10
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py"]  # no download folder left behind
