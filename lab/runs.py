@@ -7,6 +7,7 @@ import os
 import pickle
 import random
 import re
+import shutil
 import threading
 import zipfile
 from pathlib import Path
@@ -329,6 +330,29 @@ def run_lock(path):
             f.seek(0)
             f.truncate()
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def locked(train_fn):
+    """A training function (with a `run_dir` argument) that holds its run's lock (`run_lock`) while it trains, so
+    every path that trains a run (CLI, API, notebooks, grid workers) is one process per run: a second call on
+    the same directory waits for the first (the lock is re-entrant within a thread)."""
+    import functools
+    import inspect
+
+    sig = inspect.signature(train_fn)
+
+    @functools.wraps(train_fn)
+    def wrapper(*args, **kwargs):
+        path = Path(sig.bind(*args, **kwargs).arguments["run_dir"])
+        new = not path.exists()
+        try:
+            with run_lock(path):
+                return train_fn(*args, **kwargs)
+        except BaseException:
+            if new and path.is_dir() and {p.name for p in path.iterdir()} <= {LOCK}:  # refused before writing:
+                shutil.rmtree(path, ignore_errors=True)  # leave no folder behind for the lock alone
+            raise
+    return wrapper
 
 
 def lock_holder(path) -> int | None:

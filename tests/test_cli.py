@@ -186,3 +186,24 @@ def test_exploding_losses_warn_once(tmp_path):
         log.add(loss_d=torch.tensor(3e5))
         log.log(2)  # once per run
         log.close() if hasattr(log, "close") else None
+
+
+def test_the_api_takes_the_run_lock_too(tmp_path, digits_train):
+    """train_classifier (like train_gan and train_ecgan) holds its run's lock: while another process holds it,
+    the call waits, then finishes the run."""
+    import time
+
+    from lab.presets import preset
+    from lab.train.classifier import train_classifier
+
+    path = tmp_path / "c"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom lab.runs import run_lock\n"
+                               "with run_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(4)", str(path)],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert holder.stdout.readline().strip() == "held"
+    t0 = time.perf_counter()
+    cfg = preset("classifier-digits-smoke").replace(width=8, steps=2, log_every=1, eval_every=2, ckpt_every=2,
+                                                    device="cpu")
+    run = train_classifier(cfg, digits_train, path)
+    holder.wait()
+    assert time.perf_counter() - t0 > 2 and run.is_done(2)

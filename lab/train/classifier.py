@@ -8,7 +8,7 @@ from ..config import ClassifierConfig
 from ..data import ImageDataset, augment_for, load_dataset, to_float
 from ..errors import ConfigError
 from ..models import ResNet18
-from ..runs import Run
+from ..runs import Run, locked
 from .common import EpochSampler, all_finite, divergence
 from .loop import LogWindow, Runtime, load_models, model_states, restore, save_checkpoint
 
@@ -57,6 +57,7 @@ def _check_source(cfg: ClassifierConfig, data_source) -> None:
                           f"train on images of the config's dataset (a synthetic set from a {cfg.dataset} card).")
 
 
+@locked
 def train_classifier(config: ClassifierConfig, data_source, run_dir, on_step=None) -> Run:
     """Train (or resume, or just return) the classifier run of `config` in `run_dir`.
 

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..presets import biggan_config, check
 from ..thresholds import rule
 from ..models import param_count
-from ..runs import Run
+from ..runs import Run, locked
 from .classifier import evaluate
 from .common import EpochSampler, all_finite, divergence
 from .ecgan_phases import METHOD_STEPS, Iteration, build_models, classifier_of
@@ -75,6 +75,7 @@ def total_steps(cfg: ECGANConfig, n_labelled: int) -> int:
     return cfg.steps or cfg.epochs * (n_labelled // cfg.batch_size)
 
 
+@locked
 def train_ecgan(config: ECGANConfig, labelled: ImageDataset, run_dir, on_step=None) -> Run:
     """Train (or resume, or just return) the EC-GAN / baseline run of `config` in `run_dir`.
 

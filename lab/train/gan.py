@@ -7,7 +7,7 @@ from ..config import GANConfig
 from ..data import Augment, load_dataset, to_float
 from ..losses import d_hinge, g_hinge
 from ..models import build_gan, param_count, size_mb
-from ..runs import Run
+from ..runs import Run, locked
 from .common import EpochSampler, all_finite, divergence, ema_update
 from .loop import (LogWindow, Runtime, fixed_noise, load_models, model_states, restore, save_checkpoint,
                    save_grid)
@@ -41,6 +41,7 @@ def hinge_g_step(G, D, opt_G, z, y_fake, amp):
     return l_g, x_f
 
 
+@locked
 def train_gan(config: GANConfig, run_dir, on_step=None) -> Run:
     """Train (or resume, or just return) the GAN run of `config` in `run_dir`.
 
