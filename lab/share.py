@@ -55,7 +55,8 @@ def export_card(gan_runs: list, filter_run, out_dir, threshold: float = 0.9, n_p
     from .train.classifier import load_classifier
     from .train.gan import load_generator
 
-    _check_threshold(threshold, "the recommended threshold")
+    if threshold is not None:  # None: the unfiltered stream is recommended
+        _check_threshold(threshold, "the recommended threshold")
     for run, what in [(r, "GAN") for r in gan_runs] + [(filter_run, "classifier")]:
         if not (run.path / "config.json").is_file() or run.done() is None:
             raise CardError(f"{run.path} is not a finished {what} run (it needs config.json and done.json).")
