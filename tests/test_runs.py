@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from lab import runs
+from lab import checkpoints, runs
 from lab.config import GANConfig
 from lab.presets import preset
 from lab.errors import CheckpointError, ConfigError
@@ -74,7 +74,7 @@ def test_a_pickle_that_would_execute_code_is_refused(tmp_path):
     with open(path, "wb") as f:  # a checkpoint with a code-executing object inside
         torch.save({"model": {"w": torch.ones(1)}, "payload": _Evil()}, f, pickle_module=pickle)
     with pytest.raises(CheckpointError, match="Refusing to load"):
-        runs.safe_load(path)
+        checkpoints.safe_load(path)
     assert not _Evil.marker.exists()
     # the same file does run code when unpickled without the guard: the test is not vacuous
     torch.load(path, weights_only=False)
@@ -88,10 +88,10 @@ def test_checkpoint_keeps_rng_state_and_optimizer_state(tmp_path):
     opt.step()
     g = torch.Generator().manual_seed(5)
     run = runs.Run(tmp_path)
-    run.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "rng": runs.rng_state(), "gen": g.get_state()})
+    run.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "rng": checkpoints.rng_state(), "gen": g.get_state()})
     expected = (torch.rand(3), torch.rand(3, generator=g))
     state = run.load_checkpoint()
-    runs.set_rng_state(state["rng"])
+    checkpoints.set_rng_state(state["rng"])
     g2 = torch.Generator()
     g2.set_state(state["gen"])
     assert torch.equal(torch.rand(3), expected[0]) and torch.equal(torch.rand(3, generator=g2), expected[1])

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from ..data import save_image_grid
 from ..errors import CheckpointError
-from ..runs import RUNTIME_FIX, Run, _atomic_write_text, read_json, read_weights, rng_state, set_rng_state
+from ..checkpoints import read_weights, rng_state, set_rng_state
+from ..runs import RUNTIME_FIX, Run, _atomic_write_text, read_json
 from .common import (Window, _forced, autocast, channels_last_crashes, check_finite, resolve_device, use_bf16,
                      use_channels_last)
 
