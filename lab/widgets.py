@@ -9,7 +9,22 @@ from matplotlib.figure import Figure
 
 from . import plots
 from .data import to_float
-from .algorithm1 import accept, pool_stats
+from .algorithm1 import FilterStats, accept, pool_stats
+from .thresholds import MODES, rule
+
+
+def adaptive_mask(pool: dict, mode: str, t: float, batch: int = 256, seed: int = 0):
+    """A class-adaptive rule (`lab.thresholds`) on a cached pool: the pool replayed as a stream (a seeded order,
+    batches of `batch`), each batch judged by the rule with the state the batches before it left. Returns
+    (keep, wrong_class) masks in the pool's order and the rule's per-class thresholds at the end."""
+    r = rule(mode, pool["probs"].shape[1], t)
+    order = torch.randperm(len(pool["labels"]), generator=torch.Generator().manual_seed(seed))
+    keep = torch.zeros(len(order), dtype=torch.bool)
+    wrong = torch.zeros(len(order), dtype=torch.bool)
+    for i in range(0, len(order), batch):
+        idx = order[i: i + batch]
+        keep[idx], wrong[idx] = r.judge(pool["probs"][idx], pool["labels"][idx])
+    return keep, wrong, r.thresholds()
 
 
 class ThresholdExplorer(W.VBox):
@@ -19,7 +34,10 @@ class ThresholdExplorer(W.VBox):
     accepted / wrong class / below threshold bars, the overall acceptance rate, grids of accepted and
     rejected samples of the chosen class, and (when `results` holds GAN-sample classifier runs) their
     measured test error against the threshold. The "filter" checkbox switches Algorithm 1 off (the
-    unfiltered stream, threshold None); on, threshold 0 still rejects every wrong-class sample.
+    unfiltered stream, threshold None); on, threshold 0 still rejects every wrong-class sample. The "rule"
+    dropdown picks the paper's fixed threshold or a class-adaptive rule (`lab.thresholds`; the slider is then
+    its base level, the pool is replayed through it as a stream, `adaptive_mask`), and the text gives the
+    per-class thresholds it reached.
 
     Args:
         pool: `lab.sampling.sample_pool(...)` output (images, labels, probs).
@@ -40,6 +58,8 @@ class ThresholdExplorer(W.VBox):
         self.filter = W.Checkbox(value=threshold is not None, description="filter", indent=False)
         self.klass = W.Dropdown(options=[(f"{i}: {n}", i) for i, n in enumerate(self.class_names)], value=0,
                                 description="class")
+        self.mode = W.Dropdown(options=list(MODES), value="fixed", description="rule")
+        self.class_thresholds = None  # the adaptive rule's per-class thresholds (None: fixed or unfiltered)
         self.rate = W.HTML()
         self.button = W.Button(description="Export figure", icon="download")
         self.saved = W.HTML()
@@ -48,7 +68,9 @@ class ThresholdExplorer(W.VBox):
         self.image = W.Image(format="png")
         self.fig = None
         self._lock = threading.Lock()
-        super().__init__([W.HBox([self.filter, self.slider, self.klass, self.button]), self.rate, self.saved, self.image])
+        super().__init__([W.HBox([self.filter, self.slider, self.mode, self.klass, self.button]), self.rate, self.saved,
+                          self.image])
+        self.mode.observe(lambda _: self.update(), names="value")
         self.filter.observe(lambda _: self.update(), names="value")
         self.slider.observe(lambda _: self.update(), names="value")
         self.klass.observe(lambda _: self.update(), names="value")
@@ -65,11 +87,18 @@ class ThresholdExplorer(W.VBox):
         with self._lock:
             t, c = self.threshold, self.klass.value
             self.slider.disabled = t is None
-            self.stats = pool_stats(self.pool, t)
-            labels = self.pool["labels"]
-            self.mask = torch.ones_like(labels, dtype=torch.bool) if t is None else accept(self.pool["probs"], labels, t)
+            labels, mode = self.pool["labels"], self.mode.value
+            self.class_thresholds = None
+            if t is None or mode == "fixed":
+                self.stats = pool_stats(self.pool, t)
+                self.mask = torch.ones_like(labels, dtype=torch.bool) if t is None else accept(self.pool["probs"], labels, t)
+            else:
+                self.mask, wrong, self.class_thresholds = adaptive_mask(self.pool, mode, t)
+                self.stats = FilterStats.zeros(len(self.class_names)).count(labels, self.mask, wrong)
             drawn, acc = int(self.stats.drawn.sum()), int(self.stats.accepted.sum())
-            where = "unfiltered" if t is None else f"at threshold {t:.2f}"
+            where = "unfiltered" if t is None else f"at threshold {t:.2f}" if mode == "fixed" else (
+                f"with the {mode} rule at base {t:.2f}; per-class thresholds "
+                + ", ".join(f"{n} {v:.2f}" for n, v in zip(self.class_names, self.class_thresholds.tolist())))
             self._draw(t, c)  # the picture first: the text is the sign that an update is complete
             self.rate.value = (
                 f"<b>accepted {acc:,} / {drawn:,} = {acc / drawn:.1%}</b> {where}; "
@@ -109,8 +138,11 @@ class ThresholdExplorer(W.VBox):
 
     def _draw_errors(self, ax, t) -> None:
         ax.axvline(plots.UNFILTERED_X if t is None else t, color="0.5", lw=1, ls="--")
-        if self.results is not None and len(self.results):
-            d = self.results.assign(t=self.results["threshold"].fillna(plots.UNFILTERED_X).astype(float))
+        results = self.results
+        if results is not None and "threshold_mode" in results:  # the runs of the rule shown (unfiltered: any)
+            results = results[(results["threshold_mode"] == self.mode.value) | results["threshold"].isna()]
+        if results is not None and len(results):
+            d = results.assign(t=results["threshold"].fillna(plots.UNFILTERED_X).astype(float))
             g = d.groupby("t")["error"].mean()
             ax.plot(g.index, g.values, marker="o", ms=4, lw=1)
         else:
@@ -123,7 +155,8 @@ class ThresholdExplorer(W.VBox):
         """Write the current figure (PDF + PNG) via `lab.plots.export`."""
         with self._lock:
             t = self.threshold
-            paths = plots.export(self.fig, f"{self.name}_{'unfiltered' if t is None else f't{t:.2f}'}", self.fig_dir,
-                                 width=plots.PAGE_WIDTH_IN)
+            rule_tag = "" if self.mode.value == "fixed" or t is None else f"_{self.mode.value}"
+            paths = plots.export(self.fig, f"{self.name}_{'unfiltered' if t is None else f't{t:.2f}'}{rule_tag}",
+                                 self.fig_dir, width=plots.PAGE_WIDTH_IN)
             self.saved.value = "saved " + ", ".join(str(p) for p in paths)
             return paths

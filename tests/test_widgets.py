@@ -79,3 +79,20 @@ def test_the_picture_is_the_whole_current_figure_and_pyplot_keeps_none(pool, tmp
     w, h = Image.open(io.BytesIO(ex.image.value)).size
     fw, fh = ex.fig.get_size_inches() * 100
     assert 0.8 * fw < w < 1.3 * fw and 0.8 * fh < h < 1.3 * fh  # the whole figure (tight bbox at 100 dpi)
+
+
+@pytest.mark.parametrize("mode", ["quantile", "freematch", "flexmatch"])
+def test_the_rule_dropdown_replays_the_pool_through_the_rule(pool, tmp_path, mode):
+    from lab.widgets import adaptive_mask
+
+    ex = ThresholdExplorer(pool, ["a", "b", "c"], threshold=0.5, fig_dir=tmp_path)
+    ex.mode.value = mode
+    keep, wrong, levels = adaptive_mask(pool, mode, 0.5)
+    for c in range(3):
+        m = pool["labels"] == c
+        assert ex.counts["accepted"][c] == int((keep & m).sum())
+        assert ex.counts["wrong_class"][c] == int((wrong & m).sum())
+    assert torch.equal(ex.class_thresholds, levels) and f"with the {mode} rule at base 0.50" in ex.rate.value
+    assert ex.export()[0].name == f"threshold_explorer_t0.50_{mode}.pdf"
+    ex.mode.value = "fixed"
+    assert ex.class_thresholds is None and "at threshold 0.50" in ex.rate.value
