@@ -185,10 +185,30 @@ def error_vs_real_size(results, gan_errors=None, title: str = None):
     return fig
 
 
+def per_class_accuracy(rows, class_names, title: str = None):
+    """Per-class test accuracy (%) of each threshold rule's classifiers (`lab.tables.rule_table` rows), one bar
+    per rule and class (mean over seeds), the legend below the axes."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 2.4))
+    rows = rows[rows["per_class"].map(lambda p: p is not None)]
+    w = 0.8 / max(1, len(rows))
+    for i, (_, r) in enumerate(rows.iterrows()):
+        ax.bar(np.arange(len(class_names)) + (i - (len(rows) - 1) / 2) * w, r["per_class"], w, label=r["rule"])
+    ax.set_xticks(range(len(class_names)), class_names, fontsize=7, rotation=30)
+    ax.set(ylabel="test accuracy (%)", ylim=(0, 100), title=title)
+    ax.legend(fontsize=7, ncol=max(1, len(rows)), loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def error_vs_threshold(results, title: str = None):
     """Fig 5 of the paper: test error of the GAN-sample classifier vs Algorithm 1's threshold
-    (None, the unfiltered stream, is drawn left of threshold 0 with an open marker)."""
+    (None, the unfiltered stream, is drawn left of threshold 0 with an open marker); the paper's fixed rule
+    only (the class-adaptive rules' runs are `per_class_accuracy`'s)."""
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
+    if "threshold_mode" in results:
+        results = results[results["threshold_mode"] == "fixed"]
     d = results.assign(t=results["threshold"].fillna(UNFILTERED_X).astype(float))
     g = d.groupby(["t", d["threshold"].isna()])["error"].agg(["mean", "std"]).reset_index()
     filtered, unfiltered = g[~g["threshold"]], g[g["threshold"]]

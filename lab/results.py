@@ -22,7 +22,7 @@ ALPHA = 0.05  # two-sided significance level of the verdicts (Welch's t-test ove
 CLASSIFIER_COLUMNS = ["run", "config", "dataset", "source", "n_real", "gans", "gan_names", "threshold", "threshold_mode",
                       "filter", "steps", "epochs", "seed", "error", "per_class", "evals"]
 ECGAN_COLUMNS = ["run", "dataset", "method", "fraction", "n_labelled", "lam", "threshold", "bn_stats", "threshold_mode",
-                 "seed", "steps", "epochs", "final_accuracy", "best_accuracy", "evals"]
+                 "seed", "steps", "epochs", "final_accuracy", "best_accuracy", "per_class", "evals"]
 
 
 def _frame(rows, columns) -> pd.DataFrame:

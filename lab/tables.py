@@ -79,6 +79,21 @@ def at_threshold(results, threshold, mode: str = "fixed"):
     return results[results["threshold"].isna()] if threshold is None else results[results["threshold"] == threshold]
 
 
+def rule_table(results, threshold, modes):
+    """Per threshold rule ("fixed" and `modes`, `lab.thresholds`) of one GAN's stream classifiers (`results`, e.g.
+    `of_gan_set`) at base `threshold`: runs, error (mean ± std over seeds), per-class test accuracy (mean)."""
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    for mode in ("fixed", *modes):
+        r = at_threshold(results, threshold, mode) if len(results) else results
+        accs = [list(p) for p in r["per_class"] if p is not None] if len(r) and "per_class" in r else []
+        rows.append({"rule": mode, "runs": len(r), "error (%)": format_pm(r["error"], "seeds") if len(r) else "–",
+                     "per_class": list(np.mean(accs, axis=0)) if accs else None})
+    return pd.DataFrame(rows)
+
+
 def real_results(results, base: ClassifierConfig, n_train: int, fractions=REAL_FRACTIONS):
     """The real-subset rows of `results` (a DataFrame of `classifier_results`) that belong to `base`'s grid
     (every classifier seed), labelled with how they were matched ("steps" or "epochs"); the full-set run
@@ -328,6 +343,7 @@ def ecgan_results(root=None, dataset: str = None, runs=None) -> list:
             "classifier_width": cfg.classifier_width, "real_range": cfg.real_range, "c_steps": cfg.c_steps,
             "bn_stats": cfg.bn_stats, "threshold_mode": cfg.threshold_mode, "augment": cfg.augment, "biggan": cfg.biggan if cfg.method == "ecgan-biggan" else "", "seed": cfg.seed, "steps": done["step"],
             "epochs": done["epochs"], "final_accuracy": done["final_accuracy"], "best_accuracy": done["best_accuracy"],
+            "per_class": done.get("per_class_accuracy"),
             "evals": [(r["step"], r["test_acc"]) for r in run.stats() if "test_acc" in r],
         })
     return rows
@@ -338,6 +354,22 @@ BN_COLUMNS = {  # EC-GAN with and without its fakes in C's BatchNorm running sta
     "EC-GAN (fakes in BN statistics, the official code)": ("ecgan", "all"),
     "EC-GAN (fakes out of BN running statistics)": ("ecgan", "real"),
 }
+
+
+def ecgan_rule_table(results_df, modes, which: str = "final_accuracy"):
+    """EC-GAN's accuracy (mean ± std over seeds) per labelled size under its fixed t and under each class-adaptive
+    pseudo-label rule of `modes` (`lab.thresholds`). `results_df`: `ecgan_results` of EC-GAN runs of one λ, t."""
+    import pandas as pd
+
+    d = results_df[results_df["method"] == "ecgan"] if len(results_df) else results_df
+    cols = {"EC-GAN (fixed t)": "fixed", **{f"EC-GAN, {m}": m for m in modes}}
+    rows = []
+    for frac in sorted(set(d["fraction"]) if len(d) else ()):
+        row = {"size": f"{100 * frac:g}%"}
+        for col, mode in cols.items():
+            row[col] = format_pm(d[(d["threshold_mode"] == mode) & (d["fraction"] == frac)][which], "seeds")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["size", *cols]).set_index("size")
 
 
 def _fixed_rule(d):

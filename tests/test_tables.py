@@ -133,3 +133,36 @@ def test_correlation_p_values_are_exact_for_few_sets():
     want = np.mean([abs(r) >= abs(rho) - 1e-12 for r in perms])
     got = tb.correlations(pd.DataFrame({"error": err, "feature FD": fd}))
     assert {r["metric"]: r for r in got}["feature FD"]["p"] == float(f"{want:.3g}")
+
+
+def test_rule_table_keeps_each_rules_runs_apart():
+    import pandas as pd
+
+    from lab.plots import per_class_accuracy
+    from lab.tables import rule_table
+
+    rows = [{"source": "gan", "threshold": 0.9, "threshold_mode": m, "seed": s, "error": e + s, "per_class": [a, 100 - a]}
+            for m, e, a in (("fixed", 20.0, 90.0), ("freematch", 18.0, 70.0)) for s in (0, 1)]
+    rows.append({"source": "gan", "threshold": None, "threshold_mode": "fixed", "seed": 0, "error": 30.0,
+                 "per_class": [50.0, 50.0]})
+    t = rule_table(pd.DataFrame(rows), 0.9, ("freematch", "quantile"))
+    assert list(t["rule"]) == ["fixed", "freematch", "quantile"] and list(t["runs"]) == [2, 2, 0]
+    assert t.loc[0, "error (%)"] == "20.50 ± 0.71 (2 seeds)" and t.loc[1, "per_class"] == [70.0, 30.0]
+    assert t.loc[2, "per_class"] is None and t.loc[2, "error (%)"] == "–"
+    fig = per_class_accuracy(t, ["a", "b"])
+    assert len(fig.axes[0].patches) == 4  # two rules with runs, two classes
+
+
+def test_ecgan_rule_table_and_the_papers_table_keep_the_rules_apart():
+    import pandas as pd
+
+    from lab.tables import ecgan_rule_table, ecgan_table
+
+    rows = [{"method": "ecgan", "fraction": f, "threshold_mode": m, "seed": s, "final_accuracy": a + s}
+            for f in (0.1, 0.3) for m, a in (("fixed", 80.0), ("freematch", 85.0)) for s in (0, 1)]
+    t = ecgan_rule_table(pd.DataFrame(rows), ("freematch", "flexmatch"))
+    assert list(t.columns) == ["EC-GAN (fixed t)", "EC-GAN, freematch", "EC-GAN, flexmatch"]
+    assert t.loc["10%", "EC-GAN (fixed t)"] == "80.50 ± 0.71 (2 seeds)" and t.loc["30%", "EC-GAN, freematch"] == \
+        "85.50 ± 0.71 (2 seeds)" and t.loc["10%", "EC-GAN, flexmatch"] == "–"
+    paper = ecgan_table(pd.DataFrame(rows))
+    assert paper.loc["10%", "EC-GAN"] == "80.50 ± 0.71 (2 seeds)"  # the fixed rule's runs only
