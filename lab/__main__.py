@@ -92,6 +92,38 @@ def _train(args) -> None:
     print(f"{run.path}: done, {run.done()['step']} steps.")
 
 
+def _positive(text: str) -> int:
+    """An argument that must be an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    """An argument that must be an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def _threshold(text: str):
     """A threshold argument: a float in [0, 1], or "none" (the unfiltered stream)."""
     return "none" if text.lower() == "none" else float(text)
@@ -139,7 +171,7 @@ def main(argv=None) -> int:
     demo.add_argument("--out", default="runs/demo", help="folder for executed notebooks, figures and runs")
     demo.add_argument("--profile", default="smoke", choices=("smoke", "study", "paper"))
     demo.add_argument("--only", nargs="*", help="notebook name prefixes to run, e.g. 00 01")
-    demo.add_argument("--jobs", type=int, default=None,
+    demo.add_argument("--jobs", type=_positive, default=None,
                       help="lanes: 2 = the notebooks + a worker training notebooks 05-07's runs ahead, each with half "
                            "the CPU threads (default: 2 on a CPU-only machine with 2+ cores, else 1)")
 
@@ -148,8 +180,8 @@ def main(argv=None) -> int:
                                ("train-ecgan", "an EC-GAN run", "digits-ecgan-smoke, svhn-ecgan-paper")):
         tg = sub.add_parser(cmd, help=f"finish, resume or start {what} run")
         tg.add_argument("--preset", required=True, help=f"e.g. {example}")
-        tg.add_argument("--seed", type=int)
-        tg.add_argument("--steps", type=int, help="total steps of the run (a larger N continues it)")
+        tg.add_argument("--seed", type=_count)
+        tg.add_argument("--steps", type=_positive, help="total steps of the run (a larger N continues it)")
         tg.add_argument("--run-dir", help="default: <root>/<kind>/<dataset>-s<seed>-<hash>")
         tg.add_argument("--root", default=None, help="the run store (default: $LAB_RUNS, else runs); a stream "
                         "classifier's GANs and filter are read from it")
@@ -163,11 +195,11 @@ def main(argv=None) -> int:
     bench.add_argument("--gan-run", help="sampler / classifier: a trained GAN run directory (else untrained)")
     bench.add_argument("--filter-run", help="sampler / classifier: a trained filter classifier run directory")
     bench.add_argument("--threshold", type=float, default=0.9, help="Algorithm 1's threshold (trained runs only)")
-    bench.add_argument("--steps", type=int, default=20, help="timed steps (sampler: batches) per variant")
-    bench.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation)")
-    bench.add_argument("--batch-size", type=int, default=128, help="sampler: batch size")
+    bench.add_argument("--steps", type=_positive, default=20, help="timed steps (sampler: batches) per variant")
+    bench.add_argument("--warmup", type=_count, default=5, help="untimed steps first (compilation)")
+    bench.add_argument("--batch-size", type=_positive, default=128, help="sampler: batch size")
     bench.add_argument("--device", default="auto")
-    bench.add_argument("--n", type=int, default=2000, help="metrics: generated samples scored")
+    bench.add_argument("--n", type=_positive, default=2000, help="metrics: generated samples scored")
     bench.add_argument("--weights", help="metrics: Inception weights file (else LAB_INCEPTION_WEIGHTS / torch hub cache)")
     bench.add_argument("--variants", nargs="*", help="subset of: 'fp32 eager', 'bf16 + channels_last', ...")
     bench.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="gan / classifier: override config fields")
@@ -180,14 +212,14 @@ def main(argv=None) -> int:
 
     syn = sub.add_parser("synthesize", help="write a filtered, class-balanced labelled dataset from a card")
     syn.add_argument("--card", required=True, help="a card folder (export-card)")
-    syn.add_argument("--n", type=int, required=True, help="number of images")
+    syn.add_argument("--n", type=_positive, required=True, help="number of images")
     syn.add_argument("--threshold", type=_threshold, help="Algorithm 1's threshold, or 'none' for the unfiltered "
                      "stream (default: the card's recommendation)")
     syn.add_argument("--out", required=True, help="the dataset folder")
     syn.add_argument("--format", default="png", choices=("png", "npz"))
-    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--seed", type=_count, default=0)
     syn.add_argument("--device", default="auto")
-    syn.add_argument("--max-draws-per-class", type=int, default=10_000, help="draws in a row without an accepted "
+    syn.add_argument("--max-draws-per-class", type=_positive, default=10_000, help="draws in a row without an accepted "
                      "sample after which a class counts as starved and the dataset is balanced over the others")
 
     gr = sub.add_parser("grid", help="bring a notebook's grid of runs to done, locally or on Ray")
@@ -197,12 +229,12 @@ def main(argv=None) -> int:
     gr.add_argument("--address", help="ray: 'auto' or 'ray://host:port' joins a cluster (default: a local Ray)")
     gr.add_argument("--root", default="runs", help="the run store (on a filesystem every worker sees)")
     gr.add_argument("--data-root", default="data")
-    gr.add_argument("--num-cpus", type=float, default=1, help="ray: CPUs per task (torch threads)")
+    gr.add_argument("--num-cpus", type=_positive_float, default=1, help="ray: CPUs per task (torch threads)")
     gr.add_argument("--num-gpus", type=float, help="ray: GPUs per task (default 1 where CUDA is available)")
 
     st = sub.add_parser("study", help="grow the study's ledger: train what it lacks, export, rewrite RESULTS.md")
-    st.add_argument("--minutes", type=float, help="start only runs expected to finish within this many minutes")
-    st.add_argument("--lanes", type=int, help="processes of one thread each (default: one per core)")
+    st.add_argument("--minutes", type=_positive_float, help="start only runs expected to finish within this many minutes")
+    st.add_argument("--lanes", type=_positive, help="processes of one thread each (default: one per core)")
     st.add_argument("--profile", default="study", choices=("smoke", "study", "paper"))
     st.add_argument("--root", default="runs/study", help="the run store (checkpoints; not committed)")
     st.add_argument("--ledger", default=None, help="the ledger folder (default: results/ledger of this checkout)")

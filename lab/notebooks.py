@@ -159,6 +159,12 @@ def run_all(out_dir="runs/demo", profile: str = "smoke", only=None, jobs: int = 
     """
     import multiprocessing
 
+    unknown = [o for o in only or [] if not any(nb.name.startswith(o) for nb in notebooks())]
+    if unknown:  # before anything is written
+        from .errors import LabError
+
+        raise LabError(f"--only {' '.join(unknown)}: no notebook starts with that; the notebooks are "
+                       f"{', '.join(nb.name[:2] for nb in notebooks())}.")
     params = demo_parameters(out_dir, profile)
     log = Path(out_dir) / "timings.json"
     log.parent.mkdir(parents=True, exist_ok=True)

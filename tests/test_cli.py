@@ -207,3 +207,16 @@ def test_the_api_takes_the_run_lock_too(tmp_path, digits_train):
     run = train_classifier(cfg, digits_train, path)
     holder.wait()
     assert time.perf_counter() - t0 > 2 and run.is_done(2)
+
+
+@pytest.mark.parametrize("args,parts", [
+    (["demo", "--only", "99"], ["--only 99: no notebook starts with that"]),
+    (["bench", "gan", "--steps", "0"], ["argument --steps: must be at least 1, got 0"]),
+    (["study", "--minutes", "nan"], ["argument --minutes: must be a positive number, got nan"]),
+    (["synthesize", "--card", "c", "--n", "-3", "--out", "o"], ["argument --n: must be at least 1, got -3"]),
+])
+def test_other_commands_refuse_bad_arguments_with_exit_2(tmp_path, args, parts):
+    r = lab(*args, *(["--out", tmp_path / "demo"] if args[0] == "demo" else []), cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert all(p in r.stderr for p in parts), r.stderr
+    assert list(tmp_path.iterdir()) == []
