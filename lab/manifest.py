@@ -48,7 +48,9 @@ def manifest(profile: str = "study", data_root: str = "data", steps: int = None)
         if isinstance(c, GANConfig):
             sets.setdefault(((run_dir(c).name,), filt), None)
     jobs += [Job(9, None, g, f) for g, f in sets]
-    return sorted(jobs, key=lambda j: j.priority)  # stable: the grids' order within a tier
+    # Within a tier the grids' order, except that the unfiltered streams follow the filtered ones (the headline).
+    unfiltered = lambda j: j.config is not None and getattr(j.config, "source", "") == "gan" and j.config.threshold is None
+    return sorted(jobs, key=lambda j: (j.priority, unfiltered(j)))
 
 
 def priority(cfg, P, head_gan: str, base: ClassifierConfig) -> int:
