@@ -11,19 +11,21 @@ from .runs import run_dir
 
 @dataclass(frozen=True)
 class Job:
-    """One unit of the study: a run config, or the metrics of a GAN set (`gans`, `filter`: run names)."""
+    """One unit of the study: a run config, or the metrics of a GAN set, or the per-class acceptance of one GAN
+    (`what`; `gans`, `filter`: run names)."""
 
     priority: int
     config: object = None
     gans: tuple = ()
     filter: str = ""
+    what: str = "metrics"  # a job without a config: "metrics" (FID, feature FD, ...) or "acceptance" (cheap)
 
     @property
     def kind(self) -> str:
-        return "metrics" if self.config is None else self.config.kind
+        return self.what if self.config is None else self.config.kind
 
     def name(self, root=None) -> str:
-        return f"metrics:{'+'.join(self.gans)}" if self.config is None else run_dir(self.config, root).name
+        return f"{self.what}:{'+'.join(self.gans)}" if self.config is None else run_dir(self.config, root).name
 
 
 def manifest(profile: str = "study", data_root: str = "data", steps: int = None) -> list:
@@ -48,6 +50,9 @@ def manifest(profile: str = "study", data_root: str = "data", steps: int = None)
         if isinstance(c, GANConfig):
             sets.setdefault(((run_dir(c).name,), filt), None)
     jobs += [Job(9, None, g, f) for g, f in sets]
+    # Each GAN's per-class acceptance (a minute) as soon as it and the filter exist: every claim's GAN check.
+    jobs += [Job(priority(c, P, run_dir(head).name, base), None, (run_dir(c).name,), filt, "acceptance")
+             for c in configs if isinstance(c, GANConfig)]
     # Within a tier the grids' order, except that the unfiltered streams follow the filtered ones (the headline).
     unfiltered = lambda j: j.config is not None and getattr(j.config, "source", "") == "gan" and j.config.threshold is None
     return sorted(jobs, key=lambda j: (j.priority, unfiltered(j)))

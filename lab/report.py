@@ -247,9 +247,11 @@ def _adaptive_table(s: Study) -> str:
 
 def _acceptance_table(s: Study) -> str:
     """One row per GAN: its mean acceptance at the headline threshold, per class, and the classes below 5 %."""
+    from .results import gan_acceptance
+
     rows = []
     for (block, seed), run in sorted(s.gans.items()):
-        m = s.metrics.get((run.path.name,), {}).get("acceptance")
+        m = gan_acceptance(s, run.path.name)
         if not m:
             rows.append({"GAN": f"{block} s{seed}", "run": run.path.name, "mean (%)": "not measured"})
             continue
@@ -258,5 +260,5 @@ def _acceptance_table(s: Study) -> str:
         row["below 5 %"] = ", ".join(aq.starved_classes(m["per_class"], s.classes)) or "none"
         rows.append(row)
     return (f"Share (%) of each GAN's EMA samples that Algorithm 1 accepts at t = {s.threshold} with the filter, per "
-            f"class ({s.profile.n_metrics:,} samples).\n\n" + tb.markdown_table(pd.DataFrame(rows).fillna("–")))
+            f"class ({s.profile.n_metrics:,} class-balanced samples).\n\n" + tb.markdown_table(pd.DataFrame(rows).fillna("–")))
 

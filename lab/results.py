@@ -151,12 +151,23 @@ def full_real(s: Study) -> pd.DataFrame:
 
 
 def acceptance(s: Study, gans) -> dict:
-    """{GAN name: per-class acceptance at the headline threshold (its single-GAN metrics), or None}."""
-    out = {}
-    for g in gans:
-        m = s.metrics.get((g.path.name,), {}).get("acceptance")
-        out[g.path.name] = m["per_class"] if m and m.get("threshold") == s.threshold else None
-    return out
+    """{GAN name: per-class acceptance at the headline threshold (its single-GAN metrics, else its acceptance
+    record), or None}."""
+    return {g.path.name: (gan_acceptance(s, g.path.name) or {}).get("per_class") for g in gans}
+
+
+def gan_acceptance(s: Study, name: str) -> dict | None:
+    """{"threshold", "per_class", "n"} of one GAN at the headline threshold, or None when not measured."""
+    import json
+
+    m = s.metrics.get((name,), {})
+    if m.get("acceptance", {}).get("threshold") == s.threshold:
+        return {**m["acceptance"], "n": m.get("n")}
+    p = s.root / "acceptance" / f"{name}.json"
+    rec = json.loads(p.read_text()) if p.exists() else {}
+    if rec.get("acceptance", {}).get("threshold") == s.threshold and rec.get("filter") == s.filter.path.name:
+        return {**rec["acceptance"], "n": rec.get("n")}
+    return None
 
 
 def _runs(rows) -> list:

@@ -29,6 +29,9 @@ IMAGES_PER_SECOND = 4  # the FID network on one CPU thread (BENCHMARKS.md: 7.6-9
 
 
 def _metrics_path(job: Job, ledger) -> Path | None:
+    if job.what == "acceptance":
+        p = Path(ledger) / "acceptance" / f"{job.gans[0]}.json"
+        return p if p.exists() else None
     for p in sorted((Path(ledger) / "metrics").glob("*.json")):
         m = json.loads(p.read_text())
         if tuple(sorted(m["gans"])) == job.gans and m["filter"] == job.filter:
@@ -52,6 +55,8 @@ def estimate(job: Job, ledger, profile: str = "study") -> float:
     the FID network (with the reference images, which the first set of a machine computes)."""
     if job.config is None:
         P = profiles.get(profile)
+        if job.what == "acceptance":
+            return 60
         return 60 + (P.n_fid + P.n_metrics + (P.n_fid_reference if P.n_fid else 0)) / IMAGES_PER_SECOND
     c = job.config
     kind = "gan" if isinstance(c, GANConfig) else "ecgan" if isinstance(c, ECGANConfig) else (
@@ -80,6 +85,8 @@ def run_job(job: Job, root, ledger, profile: str, data_root: str, where: dict = 
     for kind, name in needs(job):
         lg.restore(ledger, kind, name, root)
     t0 = time.perf_counter()
+    if job.what == "acceptance" and job.config is None:
+        return _acceptance(job, root, ledger, profiles.get(profile), where, t0)
     if job.config is None:
         P = profiles.get(profile)
         gans = [Run(Path(root) / "gan" / g) for g in job.gans]
@@ -95,6 +102,28 @@ def run_job(job: Job, root, ledger, profile: str, data_root: str, where: dict = 
     if job.config.kind == "classifier" and job.config.source == "real" and not job.config.subset:
         _record_dataset(job.config, ledger)
     return lg.export(Run(path), ledger, round(time.perf_counter() - t0, 1), where)
+
+
+def _acceptance(job: Job, root, ledger, P, where: dict, t0: float) -> Path:
+    """The per-class share of one GAN's EMA samples that Algorithm 1 accepts at the profile's threshold with the
+    filter (`P.n_metrics` samples, class-balanced), into `<ledger>/acceptance/<GAN>.json`."""
+    from .algorithm1 import pool_stats
+    from .sampling import sample_pool
+    from .train.classifier import load_classifier
+    from .train.gan import load_generator
+
+    G = load_generator(Path(root) / "gan" / job.gans[0])
+    clf = load_classifier(Path(root) / "classifier" / job.filter)
+    pool = sample_pool([G], clf, max(1, P.n_metrics // G.num_classes), seed=0)
+    out = {"gans": list(job.gans), "filter": job.filter, "n": len(pool["labels"]),
+           "acceptance": {"threshold": P.threshold, "per_class": pool_stats(pool, P.threshold).acceptance_rate().tolist()},
+           "record": {"seconds": round(time.perf_counter() - t0, 1), "machine": where}}
+    dest = Path(ledger) / "acceptance" / f"{job.gans[0]}.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    os.replace(tmp, dest)
+    return dest
 
 
 def _record_dataset(cfg, ledger) -> None:

@@ -65,6 +65,8 @@ def test_a_tiny_study_into_a_ledger(tmp_path, tiny, digits_root, monkeypatch):
     mets = [json.loads(p.read_text()) for p in (ledger / "metrics").glob("*.json")]
     assert len(mets) == sum(j.kind == "metrics" for j in jobs)
     assert all(m["acceptance"]["threshold"] == 0.0 and len(m["acceptance"]["per_class"]) == 10 for m in mets)
+    acc = [json.loads(p.read_text()) for p in (ledger / "acceptance").glob("*.json")]  # each GAN's, early
+    assert len(acc) == sum(j.kind == "gan" for j in jobs) and all(len(a["acceptance"]["per_class"]) == 10 for a in acc)
     # A second call finds everything in the ledger and trains nothing.
     assert study.study(30, 1, tiny, root, ledger, str(digits_root), results=False, steps=4) == []
     # A new session: a fresh run store gets the ledger's runs back, and a stream classifier can load them.
