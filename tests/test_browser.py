@@ -164,9 +164,16 @@ def _drive(page, url, folder):
     img2 = image.get_attribute("src")
 
     # Choose another class: the per-class counts and the grids of that class are shown.
-    explorer.locator(".widget-dropdown select").first.select_option(index=3)
+    explorer.locator(".widget-dropdown", has=page.locator("label", has_text="class")).locator("select").select_option(index=3)
     expect(rate).to_contain_text("class 3:", timeout=60_000)
     expect(image).not_to_have_attribute("src", img2, timeout=60_000)
+    img3 = image.get_attribute("src")
+
+    # Choose a class-adaptive rule: the slider is its base level, the text gives the per-class thresholds.
+    explorer.locator(".widget-dropdown", has=page.locator("label", has_text="rule")).locator("select").select_option(
+        "quantile")
+    expect(rate).to_contain_text("with the quantile rule at base 0.94; per-class thresholds", timeout=60_000)
+    expect(image).not_to_have_attribute("src", img3, timeout=60_000)
 
     if os.environ.get("LAB_SCREENSHOT_DIR"):
         out = Path(os.environ["LAB_SCREENSHOT_DIR"])
@@ -181,8 +188,8 @@ def _drive(page, url, folder):
     explorer.get_by_role("button", name="Export figure").click()
     saved = explorer.locator(".widget-html", has_text="saved").first
     saved.wait_for(timeout=60_000)
-    files = sorted(p.name for p in (folder / "figures").glob("*explorer_t0.94.*"))
-    assert files == ["03_digits_add_explorer_t0.94.pdf", "03_digits_add_explorer_t0.94.png"], files
+    files = sorted(p.name for p in (folder / "figures").glob("*explorer_t0.94_quantile.*"))
+    assert files == ["03_digits_add_explorer_t0.94_quantile.pdf", "03_digits_add_explorer_t0.94_quantile.png"], files
     for f in files:
         assert f in saved.inner_text()
 
