@@ -49,30 +49,45 @@ def _steps(cfg):
     return getattr(cfg, "steps", None) or None
 
 
-def estimate(job: Job, ledger, profile: str = "study") -> float:
+def _kind(cfg) -> str:
+    if isinstance(cfg, GANConfig):
+        return "gan"
+    if isinstance(cfg, ECGANConfig):
+        return "ecgan"
+    return "real" if cfg.source == "real" else "stream"
+
+
+def rates(ledger) -> dict:
+    """{"gan" | "real" | "stream" | "ecgan": median seconds per step of the ledger's runs of that kind trained on
+    this CPU} (a run's training seconds from its record, else from its stats: resumed runs whole)."""
+    from .config import ClassifierConfig
+    from .notebooks import cpu_model
+
+    per, cpu = {}, cpu_model()
+    for k, name, rec in lg.records(ledger):
+        if rec.get("machine", {}).get("cpu") != cpu:
+            continue
+        run = Run(Path(ledger) / k / name)
+        cfg = run.config({"gan": GANConfig, "classifier": ClassifierConfig, "ecgan": ECGANConfig}[k])
+        seconds = rec.get("train_seconds") or lg.train_seconds(run)
+        if seconds and cfg.steps:
+            per.setdefault(_kind(cfg), []).append(seconds / cfg.steps)
+    return {k: sorted(v)[len(v) // 2] for k, v in per.items()}
+
+
+def estimate(job: Job, ledger, profile: str = "study", known: dict = None) -> float:
     """Seconds a job should take on this machine: its steps times the median seconds per step of the ledger's
-    runs of its kind recorded on this CPU, else `DEFAULT_SEC_PER_STEP`; a GAN set's metrics: its images through
-    the FID network (with the reference images, which the first set of a machine computes)."""
+    runs of its kind on this CPU (`rates`, or `known` when given), else `DEFAULT_SEC_PER_STEP`; a GAN set's
+    metrics: its images through the FID network (with the reference images, which the first set of a machine
+    computes)."""
     if job.config is None:
         P = profiles.get(profile)
         if job.what == "acceptance":
             return 60
         return 60 + (P.n_fid + P.n_metrics + (P.n_fid_reference if P.n_fid else 0)) / IMAGES_PER_SECOND
-    c = job.config
-    kind = "gan" if isinstance(c, GANConfig) else "ecgan" if isinstance(c, ECGANConfig) else (
-        "real" if c.source == "real" else "stream")
-    rates = []
-    from .notebooks import cpu_model
-
-    for k, name, rec in lg.records(ledger):
-        if k != c.kind or not rec.get("seconds") or rec.get("machine", {}).get("cpu") != cpu_model():
-            continue
-        cfg = json.loads((Path(ledger) / k / name / "config.json").read_text())
-        if k == "classifier" and ("real" if cfg.get("source") == "real" else "stream") != kind:
-            continue
-        rates.append(rec["seconds"] / max(1, cfg.get("steps") or 1))
-    rate = sorted(rates)[len(rates) // 2] if rates else DEFAULT_SEC_PER_STEP[kind]
-    return rate * (c.steps or 1)
+    kind = _kind(job.config)
+    known = rates(ledger) if known is None else known
+    return known.get(kind, DEFAULT_SEC_PER_STEP[kind]) * (job.config.steps or 1)
 
 
 # --- Doing one job ------------------------------------------------------------------------------
@@ -170,7 +185,8 @@ def lane(jobs: list, root, ledger, deadline: float, profile: str, data_root: str
         if not todo:
             return done
         left = deadline - time.time()
-        fits = [j for j in todo if estimate(j, ledger, profile) <= left]
+        known = rates(ledger)  # once per pick: the ledger's records are read once, not once per job
+        fits = [j for j in todo if estimate(j, ledger, profile, known) <= left]
         if not fits:
             return done
         picked = None
@@ -193,7 +209,7 @@ def lane(jobs: list, root, ledger, deadline: float, profile: str, data_root: str
             continue
         j, claim = picked
         t0 = time.time()
-        log(f"study: {j.name(root)} (tier {j.priority}, about {estimate(j, ledger, profile) / 60:.0f} min) ...")
+        log(f"study: {j.name(root)} (tier {j.priority}, about {estimate(j, ledger, profile, known) / 60:.0f} min) ...")
         try:
             out = run_job(j, root, ledger, profile, data_root, where)
             log(f"study: {j.name(root)} -> {out} in {(time.time() - t0) / 60:.1f} min")
