@@ -163,7 +163,8 @@ def main(argv=None) -> int:
 
     demo = sub.add_parser("demo", help="execute every notebook headless with a profile")
     demo.add_argument("--out", default="runs/demo", help="folder for executed notebooks, figures and runs")
-    demo.add_argument("--profile", default="smoke", choices=("smoke", "study", "paper"))
+    demo.add_argument("--profile", default="smoke", choices=("smoke", "study", "paper", "paper-rehearsal"),
+                      help="paper-rehearsal: the paper profile's code paths, shrunk, on fixture files (minutes, CPU)")
     demo.add_argument("--only", nargs="*", help="notebook name prefixes to run, e.g. 00 01")
     demo.add_argument("--jobs", type=_positive, default=None,
                       help="lanes: 2 = the notebooks + a worker training notebooks 05-07's runs ahead, each with half "
@@ -218,7 +219,7 @@ def main(argv=None) -> int:
 
     gr = sub.add_parser("grid", help="bring a notebook's grid of runs to done, locally or on Ray")
     gr.add_argument("--notebook", required=True, choices=("04", "05", "06", "07"))
-    gr.add_argument("--profile", default="smoke", choices=("smoke", "study", "paper", "official"))
+    gr.add_argument("--profile", default="smoke", choices=("smoke", "study", "paper", "official", "paper-rehearsal"))
     gr.add_argument("--backend", default="local", choices=("local", "ray"))
     gr.add_argument("--address", help="ray: 'auto' or 'ray://host:port' joins a cluster (default: a local Ray)")
     gr.add_argument("--root", default="runs", help="the run store (on a filesystem every worker sees)")

@@ -9,6 +9,7 @@ from pathlib import Path
 from .config import ClassifierConfig, ECGANConfig, GANConfig
 from .data import load_dataset, subset
 from .errors import LabError
+from .parameters import from_profile
 from .runs import Run, default_root, get_or_train, run_dir
 
 
@@ -182,8 +183,8 @@ def store(root=None) -> Path:
 
 
 def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None, device: str = "auto",
-                    seed: int = 0, weights=None, n_fid: int = None, n_reference: int = None,
-                    threshold: float = 0.9) -> dict:
+                    seed: int = 0, weights=None, n_fid: int = None, n_reference: int = None, *,
+                    threshold) -> dict:
     """Metrics of the uniform mixture of `gan_runs` (unfiltered samples), cached in `<root>/metrics/`.
 
     In-domain, on n samples: Fréchet distance in the filter classifier's penultimate features against
@@ -191,6 +192,7 @@ def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None,
     FID on `n_fid` samples (None: n; 0: not computed) against `n_reference` seeded training images (None:
     all) whenever a FID network is on disk, IS only with torch-fidelity's own Inception weights
     (`lab.fidelity.fid_network`); what was not computed is None and `inception` says why. Never faked.
+    `acceptance`: each class's share of the samples Algorithm 1 accepts at `threshold` (None: unfiltered).
     """
     from . import fidelity, metrics
     from .algorithm1 import pool_stats
@@ -202,7 +204,7 @@ def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None,
 
     names = sorted(r.path.name for r in gan_runs)
     n_fid = n if n_fid is None else n_fid
-    key = hashlib.sha256(json.dumps([names, filter_run.path.name, n, seed, n_fid, n_reference]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([names, filter_run.path.name, n, seed, n_fid, n_reference, threshold]).encode()).hexdigest()[:12]
     path = store(root) / "metrics" / f"{len(names)}gan-{key}.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -295,15 +297,17 @@ def _unique(cfgs) -> list:
     return list({json.dumps([c.kind, c.to_dict()], sort_keys=True): c for c in cfgs}.values())
 
 
-def threshold_sweep_grid(profile, dataset=None, block="add", seed=0, threshold=0.9, sweep=None, classifier_seeds=None,
-                         data_root="data", steps=None) -> list:
+def threshold_sweep_grid(profile, dataset=None, block="add", seed=0, threshold="profile", sweep=None,
+                         classifier_seeds=None, data_root="data", steps=None) -> list:
     """Notebook 04: the GAN, the filter, the real subsets (same #steps and #epochs, every classifier seed), the
     classifiers of the GAN's stream at every threshold of the sweep (the headline threshold and the
     unfiltered stream with every seed, the others with the first), and at the headline threshold under each of
-    the profile's class-adaptive rules (`Profile.threshold_modes`, every seed)."""
+    the profile's class-adaptive rules (`Profile.threshold_modes`, every seed). threshold "profile": the
+    profile's headline."""
     from .profiles import get
 
     P = get(profile)
+    threshold = from_profile(profile, "threshold", threshold)
     sweep = P.sweep if sweep is None else sweep
     seeds = classifier_seeds or P.classifier_seeds
     gan = gan_config(profile, dataset, block, seed, data_root, steps)
@@ -329,7 +333,7 @@ def gan_set_grid(base: ClassifierConfig, gans: list, filt, threshold, seeds) -> 
         gan_classifier_config(base, g, f, None)]
 
 
-def block_grid(profile, dataset=None, seed=0, threshold=0.9, classifier_seeds=None, data_root="data", steps=None,
+def block_grid(profile, dataset=None, seed=0, threshold="profile", classifier_seeds=None, data_root="data", steps=None,
                gan_seeds=None) -> list:
     """Notebook 05: the add and the concat GAN of `seed` (or of each of `gan_seeds`), the filter, and each GAN's
     classifiers: every classifier seed for the GANs of the first GAN seed, the first classifier seed for the
@@ -338,6 +342,7 @@ def block_grid(profile, dataset=None, seed=0, threshold=0.9, classifier_seeds=No
 
     seeds = classifier_seeds or get(profile).classifier_seeds
     dataset = dataset or get(profile).block_dataset
+    threshold = from_profile(profile, "threshold", threshold)
     gan_seeds = tuple(gan_seeds or (seed,))
     gans = [gan_config(profile, dataset, b, s, data_root, steps) for s in gan_seeds for b in ("add", "concat")]
     base = classifier_config(profile, gans[0].dataset, data_root, **({"steps": steps} if steps else {}))
@@ -346,13 +351,14 @@ def block_grid(profile, dataset=None, seed=0, threshold=0.9, classifier_seeds=No
     return _unique(gans + [filt] + clf)
 
 
-def multi_gan_grid(profile, dataset=None, block="add", gan_counts=None, threshold=0.9, classifier_seeds=None,
+def multi_gan_grid(profile, dataset=None, block="add", gan_counts=None, threshold="profile", classifier_seeds=None,
                    data_root="data", steps=None) -> list:
     """Notebook 06: GANs of seeds 0..max(counts)-1, the filter, each nested set's classifiers, the real subsets."""
     from .profiles import get
 
     P = get(profile)
     counts, seeds = gan_counts or P.gan_counts, classifier_seeds or P.classifier_seeds
+    threshold = from_profile(profile, "threshold", threshold)
     gans = [gan_config(profile, dataset, block, s, data_root, steps) for s in range(max(counts))]
     base = classifier_config(profile, gans[0].dataset, data_root, **({"steps": steps} if steps else {}))
     filt = filter_config(profile, gans[0].dataset, data_root, steps)
@@ -363,15 +369,17 @@ def multi_gan_grid(profile, dataset=None, block="add", gan_counts=None, threshol
     return _unique(gans + [filt] + sets + [c.replace(seed=s) for s in seeds for c in real])
 
 
-def ecgan_table_grid(profile, data_root="data", lam=0.1, threshold=0.7, fractions=None, seeds=None, biggan_seeds=None,
-                     lambda_sweep=None, t_sweep=None, steps=None) -> list:
+def ecgan_table_grid(profile, data_root="data", lam="profile", threshold="profile", fractions=None, seeds=None,
+                     biggan_seeds=None, lambda_sweep=None, t_sweep=None, steps=None) -> list:
     """Notebook 07: every method at every labelled fraction and seed (the BigGAN variant with its own seeds),
     then EC-GAN's λ and t sweeps at the first fraction, EC-GAN under each class-adaptive pseudo-label rule of the
     profile (`Profile.ecgan_threshold_modes`) at every fraction and seed, and EC-GAN with its fakes kept out of C's BatchNorm
-    running statistics (`bn_stats="real"`) at the first fraction for every seed."""
+    running statistics (`bn_stats="real"`) at the first fraction for every seed. lam, threshold "profile": the
+    profile's headline λ and t."""
     from .profiles import get
 
     P = get(profile)
+    lam, threshold = from_profile(profile, "ecgan_lambda", lam), from_profile(profile, "ecgan_threshold", threshold)
     fractions, seeds = fractions or P.ecgan_fractions, seeds or P.ecgan_seeds
     biggan_seeds = biggan_seeds or P.biggan_seeds
     base = ecgan_config(profile, data_root, lam=lam, threshold=threshold, **({"steps": steps} if steps else {}))

@@ -149,7 +149,8 @@ def kernel_threads(worker, threads: int) -> int:
 def run_all(out_dir="runs/demo", profile: str = "smoke", only=None, jobs: int = None) -> list:
     """Execute every notebook (or those whose name starts with one of `only`) in order; print a table of
     their wall times at the end and keep it in `<out_dir>/timings.json` (one entry per notebook, the
-    latest execution of each, with the `machine` it ran on).
+    latest execution of each, with the `machine` it ran on). The profile "paper-rehearsal" writes its fixture
+    datasets (`lab.fixtures.write_rehearsal_data`) to `<out_dir>/data` and reads them from there.
 
     jobs: lanes (None: `default_jobs()`). With 2, a worker process trains the runs of notebooks 05-07
     (`prefetch_grid`) while the notebooks execute, and each lane gets half of the CPU threads (a kernel started
@@ -176,10 +177,17 @@ def run_all(out_dir="runs/demo", profile: str = "smoke", only=None, jobs: int = 
 
         raise ConfigError(f"jobs must be 1 (the notebooks alone) or 2 (the notebooks + a worker), got {jobs}.")
     threads = max(1, (os.cpu_count() or 1) // jobs)
+    data_root, saved_env = NOTEBOOK_DIR.parent / "data", os.environ.get("LAB_FIXTURE_CHECKSUMS")
+    if profile == "paper-rehearsal":  # fixture files in the real formats, read through torchvision
+        from .fixtures import write_rehearsal_data
+
+        data_root = Path(params["RUNS_DIR"]).parent / "data"
+        os.environ["LAB_FIXTURE_CHECKSUMS"] = str(write_rehearsal_data(data_root))
+        params["DATA_ROOT"] = str(data_root)
     worker, saved = None, os.environ.get("OMP_NUM_THREADS")
     if jobs > 1:
         os.environ["OMP_NUM_THREADS"] = str(threads)  # the kernels' torch threads (read at their start)
-        todo = prefetch_grid(profile, NOTEBOOK_DIR.parent / "data", [nb.name[:2] for nb in selected])
+        todo = prefetch_grid(profile, data_root, [nb.name[:2] for nb in selected])
         if todo:
             worker = multiprocessing.get_context("spawn").Process(
                 target=_prefetch, args=([(c.kind, c.to_dict()) for c in todo], params["RUNS_DIR"], threads,
@@ -207,10 +215,11 @@ def run_all(out_dir="runs/demo", profile: str = "smoke", only=None, jobs: int = 
             worker.join(timeout=5)  # the notebooks needed every run it trains: it is done or nearly so
             if worker.is_alive():
                 worker.terminate()  # a run it had started resumes from its checkpoint next time
-        if saved is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = saved
+        for name, value in (("OMP_NUM_THREADS", saved), ("LAB_FIXTURE_CHECKSUMS", saved_env)):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     lanes = f" ({jobs} lanes of {threads} thread(s): notebooks + a worker, {Path(out_dir) / 'worker.log'})" if worker else ""
     print(timing_table(times) + lanes, flush=True)
     return done

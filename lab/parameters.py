@@ -4,6 +4,7 @@ import math
 
 from .config import DATASET_CLASSES
 from .errors import ConfigError
+from .profiles import PROFILES
 
 
 def _number(x, lo=None, hi=None, integer=False) -> bool:
@@ -28,16 +29,20 @@ def _optional(check):
     return lambda x: x is None or check(x)
 
 
+def _or_profile(check):  # "profile": the profile's headline value (from_profile)
+    return lambda x: x == "profile" or check(x)
+
+
 # parameter -> (its check, what it must be)
 RULES = {
-    "PROFILE": (lambda x: x in ("smoke", "study", "paper", "official"), "one of 'smoke', 'study', 'paper', 'official'"),
+    "PROFILE": (lambda x: x in PROFILES, f"one of {', '.join(map(repr, PROFILES))}"),
     "DATASET": (_optional(lambda x: x in DATASET_CLASSES), f"None or one of {', '.join(map(repr, DATASET_CLASSES))}"),
     "BLOCK": (lambda x: x in ("add", "concat"), "'add' or 'concat'"),
     "SEED": (lambda x: _number(x, 0, integer=True), "an integer >= 0"),
     "STEPS": (_optional(lambda x: _number(x, 1, integer=True)), "None or an integer >= 1"),
-    "THRESHOLD": (_optional(_unit), "None (unfiltered) or a number in [0, 1]"),
-    "T": (_unit, "a number in [0, 1]"),
-    "LAMBDA": (lambda x: _number(x, 0), "a number >= 0"),
+    "THRESHOLD": (_or_profile(_optional(_unit)), "'profile', None (unfiltered) or a number in [0, 1]"),
+    "T": (_or_profile(_unit), "'profile' or a number in [0, 1]"),
+    "LAMBDA": (_or_profile(lambda x: _number(x, 0)), "'profile' or a number >= 0"),
     "CLASSIFIER_SEEDS": (_optional(_seeds), "None or a non-empty tuple of integers >= 0"),
     "SEEDS": (_optional(_seeds), "None or a non-empty tuple of integers >= 0"),
     "BIGGAN_SEEDS": (_optional(_seeds), "None or a non-empty tuple of integers >= 0"),
@@ -54,7 +59,7 @@ RULES = {
     "N_FID": (_optional(lambda x: _number(x, 0, integer=True)), "None or an integer >= 0"),
     "N_METRICS": (_optional(lambda x: _number(x, 1, integer=True)), "None or an integer >= 1"),
     "N_SYNTH": (_optional(lambda x: _number(x, 1, integer=True)), "None or an integer >= 1"),
-    "N_QUERIES": (lambda x: _number(x, 1, integer=True), "an integer >= 1"),
+    "N_QUERIES": (_optional(lambda x: _number(x, 1, integer=True)), "None or an integer >= 1"),
     "POOL_PER_CLASS": (_optional(lambda x: _number(x, 1, integer=True)), "None or an integer >= 1"),
     "FORMAT": (lambda x: x in ("png", "npz"), "'png' or 'npz'"),
     "BACKEND": (lambda x: x in ("local", "ray"), "'local' or 'ray'"),
@@ -66,3 +71,9 @@ def check(namespace: dict) -> None:
     for name, (ok, what) in RULES.items():
         if name in namespace and not ok(namespace[name]):
             raise ConfigError(f"The notebook parameter {name} must be {what}, got {namespace[name]!r}.")
+
+
+def from_profile(profile: str, field: str, value):
+    """`value`, or the profile's `field` (e.g. "threshold": its headline Algorithm 1 threshold) where `value` is
+    "profile": a notebook's headline constants are written once, in lab.profiles."""
+    return getattr(PROFILES[profile], field) if value == "profile" else value

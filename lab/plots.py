@@ -45,7 +45,15 @@ def show_images(ax, images: torch.Tensor, nrow: int, title: str = None) -> None:
 
 
 def labelled_rows(images: torch.Tensor, ncols: int, row_labels=None, title: str = None):
-    """A grid of images in [-1, 1], `ncols` per row, each row labelled on the left."""
+    """A grid of images in [-1, 1], `ncols` per row, each row labelled on the left; with no images, a panel that
+    says so (e.g. no class has `ncols` samples above a threshold)."""
+    if len(images) == 0:
+        fig, ax = plt.subplots(figsize=(ncols * 0.45, 0.9))
+        ax.text(0.5, 0.5, "no images (no class has enough samples)", ha="center", va="center", fontsize=7)
+        ax.set_axis_off()
+        if title:
+            ax.set_title(title, fontsize=8)
+        return fig
     nrows = -(-len(images) // ncols)
     fig, ax = plt.subplots(figsize=(ncols * 0.45, nrows * 0.45 + (0.3 if title else 0)))
     show_images(ax, images, nrow=ncols, title=title)
@@ -61,14 +69,17 @@ def labelled_rows(images: torch.Tensor, ncols: int, row_labels=None, title: str 
 
 
 def class_grid(dataset, per_class: int = 8, max_classes: int = 10, seed: int = 0):
-    """One row per class (the first `max_classes`), `per_class` random images of it per row."""
+    """One row per class (the first `max_classes`), `per_class` random images of it per row; a class with fewer
+    images (a synthetic set whose filter starved it) has its row filled with black."""
     g = torch.Generator().manual_seed(seed)
     names = dataset.classes[:max_classes]
+    blank = -torch.ones(1, *dataset.images.shape[1:])
     rows = []
     for c in range(len(names)):
         idx = torch.nonzero(dataset.targets == c).flatten()
-        rows.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
-    return labelled_rows(to_float(dataset.images[torch.cat(rows)]), per_class, names)
+        x = to_float(dataset.images[idx[torch.randperm(len(idx), generator=g)[:per_class]]])
+        rows.append(torch.cat([x, blank.expand(per_class - len(x), -1, -1, -1)]))
+    return labelled_rows(torch.cat(rows), per_class, names)
 
 
 def side_by_side(panels: dict, ncols: int):

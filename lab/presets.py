@@ -82,6 +82,40 @@ PRESETS = {
 }
 
 
+# The paper profile's rehearsal (lab.profiles "paper-rehearsal"): every paper preset under the name
+# "<name>-rehearsal", its layers, losses, optimisers and schedules as they are, its counts shrunk so that every
+# notebook runs on a CPU in seconds on fixture files (lab.fixtures): a few steps of 8 images, EC-GAN one epoch,
+# the EMA from step 1 (its averaging runs), a sample grid and an evaluation mid-run, and the widths (channel
+# counts) at 1/8: at the paper's ch 64 one BigGAN G step (with its 4 D steps of 8 images) took 11-17 s on one
+# thread of an AVX2 EPYC, so its 8 GANs alone would exceed the tests' budget. The full widths are trained one
+# step each by tests/test_rehearsal.py. Thresholds are scaled by REHEARSAL_THRESHOLD_SCALE: an untrained filter
+# gives every class a probability of about 1/C, so the paper's t = 0.9 (or EC-GAN's 0.7) would accept nothing
+# and a filtered stream would never fill a batch; at 1/1000 of the paper's value the same filtering code accepts
+# nearly everything.
+REHEARSAL_THRESHOLD_SCALE = 1e-3
+_REHEARSAL = {
+    GANConfig: dict(g_ch=8, d_ch=8, steps=3, batch_size=8, ema_start=1, log_every=1, ckpt_every=3, grid_every=2),
+    ClassifierConfig: dict(width=8, steps=4, batch_size=8, log_every=1, eval_every=2, ckpt_every=4),
+    ECGANConfig: dict(classifier_width=8, ngf=8, ndf=8, epochs=1, steps=0, batch_size=8, log_every=1, eval_every=2,
+                      ckpt_every=2),
+}
+
+
+def rehearse(cfg: Config) -> Config:
+    """`cfg` with the rehearsal's counts and widths (`_REHEARSAL`), its threshold scaled by
+    REHEARSAL_THRESHOLD_SCALE, and (EC-GAN) the rehearsal of its BigGAN preset."""
+    changes = dict(_REHEARSAL[type(cfg)])
+    if isinstance(cfg, ECGANConfig):  # the BigGAN of ecgan-biggan: its rehearsal too
+        changes["biggan"] = f"{cfg.biggan}-rehearsal"
+    if getattr(cfg, "threshold", None) is not None:
+        changes["threshold"] = round(cfg.threshold * REHEARSAL_THRESHOLD_SCALE, 12)
+    return cfg.replace(**changes)
+
+
+PRESETS.update({f"{name}-rehearsal": (lambda make=make: rehearse(make()))
+                for name, make in list(PRESETS.items()) if name.endswith("-paper")})
+
+
 def biggan_config(cfg: ECGANConfig) -> GANConfig:
     """The BigGAN of EC-GAN's method "ecgan-biggan": the GAN preset `cfg.biggan` on the run's dataset, seed and
     batch size; a name that is not a GAN preset is a ConfigError."""

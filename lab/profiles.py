@@ -7,6 +7,9 @@
   machines by `python -m lab study` into the committed ledger (results/ledger/) that RESULTS.md is read from.
 * paper: the papers' own datasets, networks and lengths (CIFAR-10/100, SVHN) on a GPU.
 * official: notebook 07 only, EC-GAN with the settings of its official notebook (on SVHN).
+* paper-rehearsal: the paper profile's datasets, networks and grids with every count shrunk (a few steps,
+  samples and seeds), on fixture files in the real formats (`lab.fixtures`): every notebook's paper code path
+  in a few minutes on a CPU, before hours of GPU time find a bug (`python -m lab demo --profile paper-rehearsal`).
 """
 from dataclasses import dataclass
 
@@ -41,6 +44,9 @@ class Profile:
     ecgan_threshold: float = 0.7  # EC-GAN's headline pseudo-label threshold t (the paper's)
     threshold_modes: tuple = ()  # class-adaptive rules (lab.thresholds) of notebook 04's extra rows, at the headline t
     ecgan_threshold_modes: tuple = ()  # class-adaptive pseudo-label rules of notebook 07's extra columns
+    n_queries: int = 500  # generated samples (and test images) of notebook 02's nearest-neighbour histogram
+    max_draws_per_class: int = 10_000  # notebook 08's synthesizer gives a class up after this many draws without
+    # an accepted sample (Algorithm 1 would never yield it)
 
 
 _PAPER_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)  # 10k..50k of CIFAR's 50k
@@ -67,6 +73,23 @@ PROFILES = {
         t_sweep=(0.5, 0.7, 0.9), block_gan_seeds=(0, 1, 2)),
 }
 PROFILES["official"] = Profile(**{**PROFILES["paper"].__dict__, "name": "official"})
+
+
+def _rehearsal(paper: Profile) -> Profile:
+    """The paper profile with its counts shrunk (lab.presets.rehearse for the runs' configs): one seed where a
+    grid repeats seeds, a few samples for the metrics, FID and the pools, thresholds scaled as the presets'."""
+    from .presets import REHEARSAL_THRESHOLD_SCALE as k
+
+    scale = lambda ts: tuple(None if t is None else round(t * k, 12) for t in ts)
+    return Profile(**{
+        **paper.__dict__, "name": "paper-rehearsal", "classifier_seeds": (0,), "ecgan_seeds": (0,),
+        "biggan_seeds": (0,), "block_gan_seeds": (0,), "n_metrics": 20, "n_fid": 5, "n_fid_reference": 5,
+        "pool_per_class": 8, "n_synth": 20, "n_queries": 10, "max_draws_per_class": 40, "sweep": scale(paper.sweep),
+        "threshold": round(paper.threshold * k, 12), "ecgan_threshold": round(paper.ecgan_threshold * k, 12),
+        "t_sweep": scale(paper.t_sweep)})
+
+
+PROFILES["paper-rehearsal"] = _rehearsal(PROFILES["paper"])
 
 
 def get(profile: str) -> Profile:

@@ -19,9 +19,9 @@ import urllib.request
 
 import pytest
 
-# precision="auto" and channels_last="auto" on a CPU pick bf16 and channels_last where a short measurement finds
-# them faster (lab.train.common); the tests pin fp32 in the default layout so that their numbers do not depend on
-# the machine (tests/test_runtime.py tests every branch).
+# precision="auto" and channels_last="auto" on a CPU follow the CPU's flags (lab.train.common); the tests pin fp32
+# in the default layout so that their numbers do not depend on the machine (tests/test_runtime.py tests every
+# branch).
 os.environ.setdefault("LAB_CPU_BF16", "0")
 os.environ.setdefault("LAB_CPU_CHANNELS_LAST", "0")
 
@@ -32,7 +32,7 @@ from fixtures import FakeData, patch_checksums, write_cifar10, write_cifar100, w
 # EPYC (AVX2 only), 1,469 s of work in all. In file order the notebooks' module (563 s, its tests in sequence on
 # one run store) started after a third of the run and ended alone (839 s of wall time); started first, the other
 # worker fills the other core meanwhile (longest first).
-SLOWEST_MODULES = ("test_project.py", "test_grid.py", "test_share.py", "test_inception.py", "test_browser.py",
+SLOWEST_MODULES = ("test_project.py", "test_rehearsal.py", "test_grid.py", "test_share.py", "test_inception.py", "test_browser.py",
                    "test_ecgan_biggan.py")
 
 

@@ -1,62 +1,14 @@
-"""Writers of tiny CIFAR-10, CIFAR-100 and SVHN files in the exact on-disk formats torchvision reads.
+"""The tests' tiny CIFAR-10, CIFAR-100 and SVHN files (`lab.fixtures` writes the formats; see its docstring).
 
-The real datasets cannot be downloaded on the build machines, so tests write a few images per
-split in the original formats and load them through the real torchvision loaders:
-
-- CIFAR-10: ``<root>/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}``
-- CIFAR-100: ``<root>/cifar-100-python/{train, test, meta}``
-- SVHN: ``<root>/{train,test}_32x32.mat`` (MATLAB v5; X ``(32, 32, 3, N)`` uint8, y ``(N, 1)``, 10 = digit 0)
-
-The CIFAR pickles are written the way the originals were (Python 2 pickles, protocol 2, whose
-dict keys and names are Python 2 byte strings): ``pickle.load(f, encoding="latin1")`` (torchvision)
-sees ``str`` keys such as ``"data"``, ``pickle.load(f, encoding="bytes")`` (the CIFAR web page's
-recipe) sees ``b"data"``.
-
-torchvision checks each file's md5 against the real dataset's checksum before it reads anything;
-every writer therefore returns the md5 of the files it wrote, and :func:`patch_checksums` puts them
-on the torchvision classes (through pytest's ``monkeypatch``, so they are restored after the test).
-
-Each writer returns a :class:`FakeData` with the exact uint8 pixels ``(N, 3, 32, 32)`` and labels
-(in torchvision's convention: SVHN digit 0 is label 0) it wrote per split.
+Each writer here puts a few images per split, of the labels below, under a root; :func:`patch_checksums`
+puts their md5s on the torchvision classes through pytest's ``monkeypatch`` (restored after the test).
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import os
-import pickle
-import struct
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
-
-CIFAR10_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-]
-
-CIFAR100_FINE = [
-    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle",
-    "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle",
-    "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur",
-    "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard",
-    "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain",
-    "mouse", "mushroom", "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
-    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket",
-    "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider",
-    "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor",
-    "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
-]
-
-CIFAR100_COARSE = [
-    "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
-    "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
-    "large_man-made_outdoor_things", "large_natural_outdoor_scenes", "large_omnivores_and_herbivores",
-    "medium_mammals", "non-insect_invertebrates", "people", "reptiles", "small_mammals", "trees",
-    "vehicles_1", "vehicles_2",
-]
-
-SVHN_CLASSES = [str(d) for d in range(10)]
+from lab import fixtures as _fx
+from lab.fixtures import (CIFAR10_CLASSES, CIFAR100_COARSE, CIFAR100_FINE, SVHN_CLASSES, FakeData,  # noqa: F401
+                          dump_py2_pickle, fake_pixels, md5_of)
 
 # Labels written per split. Each split has images of several classes; some classes are absent.
 # CIFAR-10 test holds only classes 2 and 7 (three of class 2), so a balanced subset of all 4 of its
@@ -69,196 +21,30 @@ SVHN_TRAIN_DIGITS = [0, 1, 5, 9, 0]  # written to the .mat as 10, 1, 5, 9, 10
 SVHN_TEST_DIGITS = [3, 0, 7]
 
 
-@dataclass
-class FakeData:
-    """What a writer put on disk: exact pixels/labels per split, class names and file checksums."""
-
-    name: str
-    root: Path
-    splits: dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (uint8 (N, 3, 32, 32), int64 (N,))
-    classes: list[str]
-    md5: dict[str, str] = field(default_factory=dict)  # path relative to root -> md5 hex digest
-
-    def pixels(self, split: str) -> np.ndarray:
-        return self.splits[split][0]
-
-    def labels(self, split: str) -> np.ndarray:
-        return self.splits[split][1]
 
 
-def fake_pixels(n: int, seed: int) -> np.ndarray:
-    """``n`` uint8 images ``(n, 3, 32, 32)``: seeded noise, with 0 and 255 always present.
-
-    Image 0 starts with pixel values 0, 255; the last image has a channel of all 255 and one of
-    all 0, so range errors and channel mix-ups both show. No image is left-right symmetric.
-    """
-    rng = np.random.default_rng(seed)
-    px = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
-    px[0, 0, 0, 0], px[0, 0, 0, 1], px[0, 2, 31, 31] = 0, 255, 128
-    if n > 1:
-        px[-1, 0] = 255
-        px[-1, 2] = 0
-        px[-1, 1, :, :16] = 17  # keep a visible left/right difference in the last image
-    return px
-
-
-# --- Python 2 style pickles ---------------------------------------------------------------
-class _Py2Str(bytes):
-    """A Python 2 ``str``: pickled with the (SHORT_)BINSTRING opcode, as CIFAR's files were."""
-
-
-def _py2(obj):
-    """Recursively turn ``str`` (dict keys, names) into Python 2 byte strings."""
-    if isinstance(obj, str):
-        return _Py2Str(obj.encode("latin1"))
-    if isinstance(obj, dict):
-        return {_py2(k): _py2(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_py2(v) for v in obj]
-    return obj
-
-
-class _Py2Pickler(pickle._Pickler):  # the pure-Python pickler lets us add one opcode writer
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def _save_py2str(self, obj):
-        raw = bytes(obj)
-        if len(raw) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
-        self.memoize(obj)
-
-    dispatch[_Py2Str] = _save_py2str
-
-
-def dump_py2_pickle(obj, path: Path) -> None:
-    """Write ``obj`` as CIFAR's Python 2 pickles are: protocol 2, strings as byte strings."""
-    buf = io.BytesIO()
-    _Py2Pickler(buf, protocol=2).dump(_py2(obj))
-    Path(path).write_bytes(buf.getvalue())
-
-
-def md5_of(path: Path) -> str:
-    return hashlib.md5(Path(path).read_bytes()).hexdigest()
-
-
-def _cifar_rows(px: np.ndarray) -> np.ndarray:
-    """(N, 3, 32, 32) -> CIFAR's (N, 3072) rows: 1024 red, 1024 green, 1024 blue, each row-major."""
-    return np.ascontiguousarray(px.reshape(len(px), 3 * 32 * 32))
-
-
-# --- Writers ----------------------------------------------------------------------------------
 def write_cifar10(root) -> FakeData:
-    """Write ``<root>/cifar-10-batches-py``: 5 train batches of 2 images, a test batch of 4, meta."""
-    root = Path(root)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-    train_px = fake_pixels(len(CIFAR10_TRAIN_LABELS), seed=10)
-    test_px = fake_pixels(len(CIFAR10_TEST_LABELS), seed=11)
-    md5 = {}
-    for b in range(5):
-        sl = slice(2 * b, 2 * b + 2)
-        batch = {
-            "batch_label": f"training batch {b + 1} of 5",
-            "labels": [int(v) for v in CIFAR10_TRAIN_LABELS[sl]],
-            "data": _cifar_rows(train_px[sl]),
-            "filenames": [f"fake_{2 * b + i}.png" for i in range(2)],
-        }
-        dump_py2_pickle(batch, folder / f"data_batch_{b + 1}")
-    dump_py2_pickle(
-        {
-            "batch_label": "testing batch 1 of 1",
-            "labels": list(CIFAR10_TEST_LABELS),
-            "data": _cifar_rows(test_px),
-            "filenames": [f"fake_test_{i}.png" for i in range(len(test_px))],
-        },
-        folder / "test_batch",
-    )
-    dump_py2_pickle({"num_cases_per_batch": 2, "label_names": CIFAR10_CLASSES, "num_vis": 3072}, folder / "batches.meta")
-    for f in sorted(folder.iterdir()):
-        md5[str(f.relative_to(root))] = md5_of(f)
-    return FakeData(
-        "cifar10",
-        root,
-        {
-            "train": (train_px, np.array(CIFAR10_TRAIN_LABELS, dtype=np.int64)),
-            "test": (test_px, np.array(CIFAR10_TEST_LABELS, dtype=np.int64)),
-        },
-        list(CIFAR10_CLASSES),
-        md5,
-    )
+    """``<root>/cifar-10-batches-py``: 5 train batches of 2 images, a test batch of 4, meta."""
+    return _fx.write_cifar10(root, CIFAR10_TRAIN_LABELS, CIFAR10_TEST_LABELS)
 
 
 def write_cifar100(root) -> FakeData:
-    """Write ``<root>/cifar-100-python/{train, test, meta}`` (6 train, 3 test images).
-
-    The coarse labels are written too (``fine % 20``; not CIFAR-100's real fine->coarse map).
-    """
-    root = Path(root)
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True, exist_ok=True)
-    splits = {}
-    for split, labels, seed in (("train", CIFAR100_TRAIN_LABELS, 100), ("test", CIFAR100_TEST_LABELS, 101)):
-        px = fake_pixels(len(labels), seed=seed)
-        dump_py2_pickle(
-            {
-                "filenames": [f"fake_{split}_{i}.png" for i in range(len(px))],
-                "batch_label": f"{split}ing batch 1 of 1",
-                "fine_labels": list(labels),
-                "coarse_labels": [v % 20 for v in labels],
-                "data": _cifar_rows(px),
-            },
-            folder / split,
-        )
-        splits[split] = (px, np.array(labels, dtype=np.int64))
-    dump_py2_pickle({"fine_label_names": CIFAR100_FINE, "coarse_label_names": CIFAR100_COARSE}, folder / "meta")
-    md5 = {str(f.relative_to(root)): md5_of(f) for f in sorted(folder.iterdir())}
-    return FakeData("cifar100", root, splits, list(CIFAR100_FINE), md5)
+    """``<root>/cifar-100-python/{train, test, meta}`` (6 train, 3 test images)."""
+    return _fx.write_cifar100(root, CIFAR100_TRAIN_LABELS, CIFAR100_TEST_LABELS)
 
 
 def write_svhn(root) -> FakeData:
-    """Write ``<root>/{train,test}_32x32.mat`` (5 train, 3 test images); digit 0 stored as label 10."""
-    import scipy.io
-
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    splits, md5 = {}, {}
-    for split, digits, seed in (("train", SVHN_TRAIN_DIGITS, 200), ("test", SVHN_TEST_DIGITS, 201)):
-        px = fake_pixels(len(digits), seed=seed)
-        X = np.ascontiguousarray(px.transpose(2, 3, 1, 0))  # (N, C, H, W) -> (H, W, C, N)
-        y = np.array([[10 if d == 0 else d] for d in digits], dtype=np.uint8)  # (N, 1)
-        path = root / f"{split}_32x32.mat"
-        scipy.io.savemat(str(path), {"X": X, "y": y})
-        md5[path.name] = md5_of(path)
-        splits[split] = (px, np.array(digits, dtype=np.int64))
-    return FakeData("svhn", root, splits, list(SVHN_CLASSES), md5)
+    """``<root>/{train,test}_32x32.mat`` (5 train, 3 test images)."""
+    return _fx.write_svhn(root, SVHN_TRAIN_DIGITS, SVHN_TEST_DIGITS)
 
 
 WRITERS = {"cifar10": write_cifar10, "cifar100": write_cifar100, "svhn": write_svhn}
 
 
 def patch_checksums(monkeypatch, fake: FakeData) -> None:
-    """Make torchvision's dataset class expect the md5s of the fake files (restored after the test).
-
-    Only the class attributes holding checksums change; the loaders themselves run unmodified.
-    """
+    """Make torchvision's dataset classes expect the md5s of the fake files (restored after the test)."""
     import torchvision.datasets as tvd
 
-    if fake.name in ("cifar10", "cifar100"):
-        cls = tvd.CIFAR10 if fake.name == "cifar10" else tvd.CIFAR100
-        folder = cls.base_folder
-
-        def md5(fname):
-            return fake.md5[os.path.join(folder, fname)]
-
-        monkeypatch.setattr(cls, "train_list", [[f, md5(f)] for f, _ in cls.train_list])
-        monkeypatch.setattr(cls, "test_list", [[f, md5(f)] for f, _ in cls.test_list])
-        monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5(cls.meta["filename"])})
-    elif fake.name == "svhn":
-        split_list = {k: list(v) for k, v in tvd.SVHN.split_list.items()}
-        for split in ("train", "test"):
-            split_list[split][2] = fake.md5[split_list[split][1]]
-        monkeypatch.setattr(tvd.SVHN, "split_list", split_list)
-    else:
-        raise ValueError(f"no torchvision class for {fake.name!r}")
+    for name, attrs in _fx.expected_checksums(fake.md5).items():
+        for attr, value in attrs.items():
+            monkeypatch.setattr(getattr(tvd, name), attr, value)

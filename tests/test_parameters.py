@@ -30,18 +30,27 @@ def test_every_notebooks_defaults_pass_and_its_setup_cell_checks_them(nb):
 
 
 @pytest.mark.parametrize("name,value,what", [
-    ("THRESHOLD", 2.0, "None (unfiltered) or a number in [0, 1]"),
-    ("THRESHOLD", float("nan"), "None (unfiltered) or a number in [0, 1]"),
-    ("PROFILE", "smok", "one of 'smoke', 'study', 'paper', 'official'"),
+    ("THRESHOLD", 2.0, "'profile', None (unfiltered) or a number in [0, 1]"),
+    ("THRESHOLD", float("nan"), "'profile', None (unfiltered) or a number in [0, 1]"),
+    ("THRESHOLD", "profiles", "'profile', None (unfiltered) or a number in [0, 1]"),
+    ("PROFILE", "smok", "one of 'smoke', 'study', 'paper', 'official', 'paper-rehearsal'"),
     ("STEPS", 0, "None or an integer >= 1"),
     ("CLASSIFIER_SEEDS", (0, -1), "None or a non-empty tuple of integers >= 0"),
     ("SWEEP", (None, 1.5), "None or a tuple of thresholds in [0, 1]"),
-    ("T", True, "a number in [0, 1]"),
+    ("T", True, "'profile' or a number in [0, 1]"),
+    ("LAMBDA", -0.1, "'profile' or a number >= 0"),
     ("DATASET", "mnist", "None or one of"),
 ])
 def test_a_bad_value_names_the_parameter(name, value, what):
     with pytest.raises(ConfigError, match=rf"^The notebook parameter {name} must be {what.replace('(', '.').replace(')', '.').replace('[', '.').replace(']', '.')}"):
         parameters.check({"PROFILE": "smoke", name: value})
+
+
+def test_profile_means_the_profiles_headline_value():
+    assert parameters.from_profile("study", "threshold", "profile") == 0.9
+    assert parameters.from_profile("paper-rehearsal", "ecgan_threshold", "profile") == pytest.approx(0.0007)
+    assert parameters.from_profile("smoke", "threshold", None) is None  # None (unfiltered) stays
+    assert parameters.from_profile("smoke", "ecgan_lambda", 0.3) == 0.3
 
 
 def test_a_notebook_with_a_bad_threshold_stops_before_writing(tmp_path):
