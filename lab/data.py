@@ -1,6 +1,5 @@
 """Datasets as uint8 tensors: CIFAR-10/100, SVHN and Fashion-MNIST via torchvision, the embedded digits,
 subsets, augmentation."""
-import gzip
 import json
 import os
 import re
@@ -10,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .config import DATASET_CLASSES, DATASET_RESOLUTION, image_bytes
 from .errors import DataCorruptError, DataNotFoundError, LabError
+from .fashion_idx import fashion_idx_dir, fashion_in_root, grey28_to_rgb16, grey28_to_rgb32, unpack_fashion_idx
 
 SPLITS = ("train", "test")
 DATASETS = tuple(DATASET_CLASSES)
@@ -26,11 +25,6 @@ _EXPECTED = {
     "fashion": ("FashionMNIST/raw/", "the four Fashion-MNIST IDX files ({split_prefix}-images-idx3-ubyte, ...)"),
 }
 _LOADED = {}  # (name, split, root) -> the ImageDataset decoded from disk, the last four
-# Debian's `dataset-fashion-mnist` package installs the gzipped IDX files here; load_dataset("fashion")
-# reads them when torchvision's layout is absent under root ($LAB_FASHION_IDX overrides the folder).
-FASHION_IDX_DIR = "/usr/share/datasets/fashion-mnist"
-FASHION_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                     "t10k-labels-idx1-ubyte")
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -116,7 +110,7 @@ def load_dataset(name: str, split: str, root: str = "data", download: bool = Tru
 
     Torchvision datasets are read from (or downloaded to) `root`; `digits` needs no files. `fashion`
     is read from torchvision's layout under root, else from the IDX files of Debian's
-    `dataset-fashion-mnist` package (`FASHION_IDX_DIR`), which are first unpacked into that layout.
+    `dataset-fashion-mnist` package (`lab.fashion_idx.FASHION_IDX_DIR`), first unpacked into that layout.
     Raises DataNotFoundError when the files are missing and cannot be downloaded.
     """
     if name.startswith("folder:"):  # a synthetic dataset written by lab.share.synthesize (train only)
@@ -132,8 +126,8 @@ def load_dataset(name: str, split: str, root: str = "data", download: bool = Tru
         return _load_digits(split)
     key = (name, split, os.path.abspath(root))
     if key not in _LOADED:  # decoded once per process: a study loads the same split for every run
-        if name == "fashion" and not _fashion_in_root(root) and _fashion_idx_dir():
-            _unpack_fashion_idx(_fashion_idx_dir(), root)
+        if name == "fashion" and not fashion_in_root(root) and fashion_idx_dir():
+            unpack_fashion_idx(fashion_idx_dir(), root)
         present = _present(name, split, root)
         try:
             tv = _torchvision(name, split, root, download=False)
@@ -227,62 +221,11 @@ def _missing(name, split, root, why) -> DataNotFoundError:
     also = ""
     if name == "fashion":
         also = (f", or install Debian's package (`apt-get install dataset-fashion-mnist`), whose gzipped IDX files "
-                f"in {_fashion_idx_dir(any_dir=True)} are read when {where} is absent")
+                f"in {fashion_idx_dir(any_dir=True)} are read when {where} is absent")
     return DataNotFoundError(
         f"Dataset {name!r} ({split}) not found at {where}: {why}. "
         f"Place {what} at that path{also}, or pass download=True on a machine with internet access."
     )
-
-
-# --- Fashion-MNIST from Debian's IDX files -----------------------------------------------
-def grey28_to_rgb32(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 28, 28) grey images -> (N, 3, 32, 32): zero-padded by 2 pixels, the grey repeated 3 times."""
-    img = F.pad(torch.as_tensor(images).view(-1, 1, 28, 28), (2, 2, 2, 2))
-    return img.expand(-1, 3, -1, -1).contiguous()
-
-
-def grey28_to_rgb16(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 28, 28) grey images -> (N, 3, 16, 16): the mean of every 2x2 block (rounded half up), zero-padded
-    by 1 pixel, the grey repeated 3 times."""
-    img = torch.as_tensor(images).view(-1, 1, 14, 2, 14, 2).to(torch.int32).sum(dim=(3, 5))  # (N, 1, 14, 14)
-    img = F.pad(((img + 2) // 4).to(torch.uint8), (1, 1, 1, 1))
-    return img.expand(-1, 3, -1, -1).contiguous()
-
-
-def _fashion_in_root(root) -> bool:
-    raw = os.path.join(root, "FashionMNIST", "raw")
-    return all(os.path.isfile(os.path.join(raw, f)) for f in FASHION_IDX_FILES)
-
-
-def _fashion_idx_dir(any_dir: bool = False):
-    """The folder of the gzipped IDX files ($LAB_FASHION_IDX, else Debian's), or None when incomplete."""
-    d = os.environ.get("LAB_FASHION_IDX") or FASHION_IDX_DIR
-    if any_dir or all(os.path.isfile(os.path.join(d, f + ".gz")) for f in FASHION_IDX_FILES):
-        return d
-    return None
-
-
-def _unpack_fashion_idx(idx_dir, root) -> None:
-    """Unpack the gzipped IDX files into torchvision's layout, root/FashionMNIST/raw/, via a private temp
-    folder: an interrupted or failed unpack leaves nothing under root for torchvision to trip over."""
-    os.makedirs(root, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".unpack-fashion-", dir=root)
-    try:
-        for f in FASHION_IDX_FILES:
-            with gzip.open(os.path.join(idx_dir, f + ".gz"), "rb") as src, open(os.path.join(tmp, f), "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        raw = os.path.join(root, "FashionMNIST", "raw")
-        os.makedirs(raw, exist_ok=True)
-        for f in FASHION_IDX_FILES:
-            os.replace(os.path.join(tmp, f), os.path.join(raw, f))
-    except (OSError, EOFError) as e:  # a corrupt or truncated .gz (gzip.BadGzipFile is an OSError)
-        raise DataNotFoundError(
-            f"The Fashion-MNIST IDX files in {idx_dir} could not be read ({type(e).__name__}: {e}); reinstall them "
-            f"(`apt-get install --reinstall dataset-fashion-mnist`) or place torchvision's files under "
-            f"{os.path.join(os.path.abspath(root), 'FashionMNIST', 'raw')}."
-        ) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- Embedded digits -------------------------------------------------------------------
@@ -354,45 +297,6 @@ def subset(dataset: ImageDataset, n: int, seed: int = 0, balanced: bool = True) 
             parts.append(pool[torch.randperm(len(pool), generator=g)[: counts[c]]])
         idx = torch.cat(parts)
     return dataset.subset(torch.sort(idx).values)
-
-
-# --- Augmentation ----------------------------------------------------------------------
-class Augment:
-    """Batched training-time augmentation on any device: random crop with padding, optional h-flip.
-
-    Works on float batches `(B, 3, H, W)` in [-1, 1]; the padding is -1 (black), which is what
-    torchvision's RandomCrop(32, padding=4) does on uint8 images.
-    """
-
-    def __init__(self, flip: bool, pad: int = 4):
-        self.flip, self.pad = flip, pad
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator = None) -> torch.Tensor:
-        B, _, H, W = x.shape
-        gdev = generator.device if generator is not None else x.device
-        if self.pad:
-            p = self.pad
-            xp = F.pad(x, (p, p, p, p), value=-1.0)  # (B, C, H+2p, W+2p)
-            dy, dx = torch.randint(0, 2 * p + 1, (2, B), generator=generator, device=gdev).to(x.device)
-            rows = dy[:, None] + torch.arange(H, device=x.device)  # (B, H)
-            cols = dx[:, None] + torch.arange(W, device=x.device)  # (B, W)
-            b = torch.arange(B, device=x.device)[:, None, None]
-            x = xp[b, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
-        if self.flip:
-            mask = (torch.rand(B, generator=generator, device=gdev) < 0.5).to(x.device)
-            x = torch.where(mask[:, None, None, None], x.flip(3), x)
-        return x
-
-    def __repr__(self) -> str:
-        return f"Augment(flip={self.flip}, pad={self.pad})"
-
-
-def augment_for(dataset: ImageDataset) -> Augment:
-    """The standard augmentation of a dataset: random crop with padding of 1/8 of the side (4 pixels at 32x32, 2
-    at 16x16) + flip, but no flip for digits (SVHN, MNIST).
-
-    Fashion-MNIST gets flips: a mirrored garment is the same garment (the usual Fashion-MNIST recipe)."""
-    return Augment(flip=dataset.name in ("cifar10", "cifar100", "fashion"), pad=dataset.resolution // 8)
 
 
 def summary(root: str = "data") -> list:

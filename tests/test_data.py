@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 
 import lab
-from lab.data import Augment, ImageDataset, augment_for, grey28_to_rgb16, load_dataset, mnist_5k, subset
+from lab.augment import Augment, augment_for
+from lab.data import ImageDataset, load_dataset, mnist_5k, subset
+from lab.fashion_idx import grey28_to_rgb16
 from lab.errors import DataNotFoundError, LabError
 
 TV_NAMES = ["cifar10", "cifar100", "svhn"]

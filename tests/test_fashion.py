@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import lab.data as data
+import lab.fashion_idx as fashion_idx
 from lab.data import load_dataset
 from lab.errors import DataNotFoundError
 
@@ -80,7 +81,7 @@ def test_debian_idx_files_load_pixel_and_label_exact(idx_dir, tmp_path, split, p
     assert x[0, 2, 2].item() == -1.0 and x[0, 2, 3].item() == 1.0  # pixels 0 and 255 of the 28x28 image
     # Unpacked once into torchvision's own layout, which is read from then on (the package may go away).
     raw = root / "FashionMNIST" / "raw"
-    assert sorted(os.listdir(raw)) == sorted(data.FASHION_IDX_FILES)
+    assert sorted(os.listdir(raw)) == sorted(fashion_idx.FASHION_IDX_FILES)
     assert sorted(os.listdir(root)) == ["FashionMNIST"]  # no temp folder left
     for f in d.iterdir():
         f.unlink()
@@ -120,7 +121,7 @@ def test_a_corrupt_package_file_is_one_error_and_leaves_nothing(idx_dir, tmp_pat
     assert [p for p in root.rglob("*") if p.is_file()] == []
 
 
-@pytest.mark.skipif(not os.path.isfile(os.path.join(data.FASHION_IDX_DIR, "t10k-labels-idx1-ubyte.gz")),
+@pytest.mark.skipif(not os.path.isfile(os.path.join(fashion_idx.FASHION_IDX_DIR, "t10k-labels-idx1-ubyte.gz")),
                     reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
 def test_the_installed_debian_package(tmp_path, monkeypatch):
     monkeypatch.delenv("LAB_FASHION_IDX", raising=False)

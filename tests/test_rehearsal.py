@@ -85,7 +85,7 @@ def test_the_paper_networks_train_a_step_at_full_width(name, params, rehearsal_d
     elif isinstance(cfg, ClassifierConfig):
         cfg = cfg.replace(eval_every=1, ckpt_every=1)
     else:
-        cfg = cfg.replace(ckpt_every=1, grid_every=10)  # no sample grid: 1,000 images of 100 classes at ch 64
+        cfg = cfg.replace(ckpt_every=1, grid_every=10, d_steps=1)  # no sample grid (1,000 images at ch 64)
     run = experiments.train_config(cfg, root=tmp_path / "runs")
     assert run.done()
     if isinstance(cfg, GANConfig):

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ClassifierConfig
-from ..data import ImageDataset, augment_for, load_dataset, to_float
+from ..augment import augment_for
+from ..data import ImageDataset, load_dataset, to_float
 from ..errors import ConfigError
 from ..models import ResNet18
 from ..runs import Run, locked

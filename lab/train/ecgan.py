@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ECGANConfig
-from ..data import ImageDataset, augment_for, load_dataset, subset, to_float
+from ..augment import augment_for
+from ..data import ImageDataset, load_dataset, subset, to_float
 from ..errors import ConfigError
 from ..presets import biggan_config, check
 from ..thresholds import rule

@@ -4,7 +4,8 @@ import copy
 import torch
 
 from ..config import GANConfig
-from ..data import Augment, load_dataset, to_float
+from ..augment import Augment
+from ..data import load_dataset, to_float
 from ..losses import d_hinge, g_hinge
 from ..models import build_gan, param_count, size_mb
 from ..runs import Run, locked
