@@ -12,6 +12,7 @@ import pandas as pd
 from . import adequacy as aq
 from . import ledger as lg
 from . import plots
+from . import ecgan_tables as et
 from . import tables as tb
 from .claims import _p, adaptive_claims, ecgan_claims, mean_acceptance, pham_claims
 from .config import GANConfig
@@ -179,7 +180,7 @@ def render(s: Study, claims: list, figs: list, base_dir: Path) -> str:
               f"The paper's values are CIFAR-10's.", "",
               tb.markdown_table(table.drop(columns=["IS", "paper IS"], errors="ignore")) if len(table) else "(no runs yet)"]
     if len(s.ecgan):
-        t1 = tb.ecgan_table(s.ecgan).reset_index()
+        t1 = et.ecgan_table(s.ecgan).reset_index()
         t1 = t1[[c for c in t1.columns if c == "size" or not t1[c].isna().all()]]
         lines += ["", "## EC-GAN Table 1 analogue", "",
                   "Final test accuracy (%); ± is the std over seeds; the paper's SVHN values beside ours.", "",

@@ -13,6 +13,7 @@ import pandas as pd
 from . import experiments as ex
 from . import ledger as lg
 from . import profiles
+from . import ecgan_tables as et
 from . import tables as tb
 from .config import ClassifierConfig, ECGANConfig, GANConfig, image_bytes
 from .runs import Run, run_dir
@@ -43,7 +44,7 @@ class Study:
     results: pd.DataFrame  # tables.classifier_results of the manifest's classifiers
     real: pd.DataFrame  # tables.real_results: the real subsets, same #steps and #epochs
     sets: pd.DataFrame  # tables.gan_set_rows of the manifest's GAN sets
-    ecgan: pd.DataFrame  # tables.ecgan_results of EC-GAN's table at the headline λ and t
+    ecgan: pd.DataFrame  # ecgan_tables.ecgan_results of EC-GAN's table at the headline λ and t
     ecgan_bn: pd.DataFrame = field(default_factory=pd.DataFrame)  # EC-GAN with bn_stats="real"
     metrics: dict = field(default_factory=dict)  # {tuple of GAN names: metrics record}
     records: list = field(default_factory=list)  # lab.ledger.records
@@ -83,9 +84,9 @@ def load(root=lg.DEFAULT, profile: str = "study", data_root: str = "data", steps
     ec = [c for c in configs if isinstance(c, ECGANConfig)]
     headline = [c for c in ec if c.lam == P.ecgan_lambda and c.threshold == P.ecgan_threshold and c.bn_stats == "all"
                 and c.threshold_mode == "fixed"]
-    ecgan = _frame(tb.ecgan_results(root, runs=[run_dir(c, root) for c in headline]), ECGAN_COLUMNS)
-    ecgan_bn = _frame(tb.ecgan_results(root, runs=[run_dir(c, root) for c in ec if c.bn_stats == "real"]), ECGAN_COLUMNS)
-    adaptive = _frame(tb.ecgan_results(root, runs=[run_dir(c, root) for c in ec if c.threshold_mode != "fixed"]),
+    ecgan = _frame(et.ecgan_results(root, runs=[run_dir(c, root) for c in headline]), ECGAN_COLUMNS)
+    ecgan_bn = _frame(et.ecgan_results(root, runs=[run_dir(c, root) for c in ec if c.bn_stats == "real"]), ECGAN_COLUMNS)
+    adaptive = _frame(et.ecgan_results(root, runs=[run_dir(c, root) for c in ec if c.threshold_mode != "fixed"]),
                       ECGAN_COLUMNS)
     metrics = {}
     for m in sorted(tb.cached_metrics(root), key=lambda m: m["n"]):

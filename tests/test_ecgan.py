@@ -16,7 +16,7 @@ from lab.errors import ConfigError, DivergenceError
 from lab.losses import shared_d_loss
 from lab.experiments import ecgan_run
 from lab.papers import PAPER_TABLE1
-from lab.tables import ecgan_results as results, ecgan_table as table
+from lab.ecgan_tables import ecgan_results as results, ecgan_table as table
 from lab.models import (
     ClassHead, DCGANDiscriminator, DCGANGenerator, SharedDCGANDiscriminator, SharedResNetDiscriminator, param_count,
 )
@@ -369,7 +369,7 @@ def test_the_table_takes_exactly_the_grid_runs_of_every_fraction(tmp_path):
     """Runs of different fractions have different lengths (the paper: 11,400 vs 34,300 iterations): the table
     of a grid keeps every fraction's runs, and a run of other settings in the same store stays out."""
     import lab.experiments as xe
-    import lab.tables as tb
+    import lab.ecgan_tables as tb
     from lab.runs import Run, run_dir
 
     base = xe.ecgan_config("paper", "data")
@@ -401,7 +401,7 @@ def test_bn_table_sets_the_two_ecgan_variants_beside_the_classifier(tmp_path):
     import pandas as pd
 
     import lab.experiments as xe
-    import lab.tables as tb
+    import lab.ecgan_tables as tb
     from lab.runs import Run, run_dir
 
     grid = xe.ecgan_table_grid("smoke", "data", fractions=(0.1, 0.3), seeds=(0, 1), lambda_sweep=(), t_sweep=())

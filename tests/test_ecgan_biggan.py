@@ -8,7 +8,7 @@ import lab.train.ecgan_phases as phases
 from lab.config import ECGANConfig, GANConfig
 from lab.presets import biggan_config, check, preset
 from lab.errors import ConfigError
-from lab.tables import ecgan_table as table
+from lab.ecgan_tables import ecgan_table as table
 from lab.data import to_float
 from lab.algorithm1 import accept
 from lab.train.common import EpochSampler, autocast
@@ -119,7 +119,7 @@ def test_short_run_beats_chance_and_fills_its_table_column(tmp_path):
     import pandas as pd
 
     from lab.experiments import ecgan_run
-    from lab.tables import ecgan_results as results
+    from lab.ecgan_tables import ecgan_results as results
 
     cfg = preset("digits-ecgan-smoke").replace(method="ecgan-biggan", classifier_width=4, lr=2e-3, steps=40,
                                               bn_stats="real", eval_every=100, log_every=20, device="cpu")

@@ -156,7 +156,7 @@ def test_rule_table_keeps_each_rules_runs_apart():
 def test_ecgan_rule_table_and_the_papers_table_keep_the_rules_apart():
     import pandas as pd
 
-    from lab.tables import ecgan_rule_table, ecgan_table
+    from lab.ecgan_tables import ecgan_rule_table, ecgan_table
 
     rows = [{"method": "ecgan", "fraction": f, "threshold_mode": m, "seed": s, "final_accuracy": a + s}
             for f in (0.1, 0.3) for m, a in (("fixed", 80.0), ("freematch", 85.0)) for s in (0, 1)]
