@@ -257,7 +257,7 @@ def main(argv=None) -> int:
             _bench(args)
         elif args.cmd == "grid":
             from . import grid
-            from .experiments import notebook_grid
+            from .notebook_grids import notebook_grid
 
             todo = notebook_grid(args.notebook, args.profile, args.data_root)
             results = grid.run(todo, args.backend, args.address, args.root, args.num_cpus, args.num_gpus)

@@ -4,6 +4,7 @@ priority order, plus a metrics job per GAN set (and per GAN alone). `lab.study` 
 from dataclasses import dataclass
 
 from . import experiments as ex
+from . import notebook_grids as ng
 from . import profiles
 from .config import ClassifierConfig, ECGANConfig, GANConfig
 from .runs import run_dir
@@ -33,12 +34,12 @@ def manifest(profile: str = "study", data_root: str = "data", steps: int = None)
     its GAN seeds per block), every run once, then a metrics job per GAN set; as `Job`s in priority order.
     `steps` overrides every run's length (tests)."""
     P = profiles.get(profile)
-    grids = (ex.threshold_sweep_grid(profile, P.dataset, threshold=P.threshold, data_root=data_root, steps=steps)
-             + ex.block_grid(profile, P.block_dataset, threshold=P.threshold, data_root=data_root, steps=steps,
+    grids = (ng.threshold_sweep_grid(profile, P.dataset, threshold=P.threshold, data_root=data_root, steps=steps)
+             + ng.block_grid(profile, P.block_dataset, threshold=P.threshold, data_root=data_root, steps=steps,
                              gan_seeds=P.block_gan_seeds)
-             + ex.multi_gan_grid(profile, P.dataset, threshold=P.threshold, data_root=data_root, steps=steps)
-             + ex.ecgan_table_grid(profile, data_root, P.ecgan_lambda, P.ecgan_threshold, steps=steps))
-    configs = ex._unique(grids)
+             + ng.multi_gan_grid(profile, P.dataset, threshold=P.threshold, data_root=data_root, steps=steps)
+             + ng.ecgan_table_grid(profile, data_root, P.ecgan_lambda, P.ecgan_threshold, steps=steps))
+    configs = ng.unique(grids)
     head = ex.gan_config(profile, P.dataset, "add", 0, data_root, steps)
     base = ex.classifier_config(profile, P.dataset, data_root, **({"steps": steps} if steps else {}))
     jobs = [Job(priority(c, P, run_dir(head).name, base), c) for c in configs]

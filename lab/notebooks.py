@@ -97,14 +97,14 @@ def prefetch_grid(profile: str, data_root, selected=PREFETCHED) -> list:
     need them first, and waiting for a one-thread worker to train them would leave their lane idle. A run
     both lanes ask for is trained once (`lab.runs.run_lock`)."""
     from .config import GANConfig
-    from .experiments import _unique, notebook_grid
+    from .notebook_grids import notebook_grid, unique
     from .runs import run_dir
 
     grids = [notebook_grid(nb, profile, str(data_root)) for nb in PREFETCHED if nb in selected]
     early = set()
     if any(nb in selected for nb in ("01", "02", "03", "04")):
         early = {run_dir(c).name for c in notebook_grid("04", profile, str(data_root))}
-    flat = [c for c in _unique([c for g in grids for c in g]) if run_dir(c).name not in early]
+    flat = [c for c in unique([c for g in grids for c in g]) if run_dir(c).name not in early]
     return [c for c in flat if isinstance(c, GANConfig)] + [c for c in flat if not isinstance(c, GANConfig)]
 
 

@@ -368,8 +368,8 @@ def test_presets_round_trip_and_say_what_they_claim():
 def test_the_table_takes_exactly_the_grid_runs_of_every_fraction(tmp_path):
     """Runs of different fractions have different lengths (the paper: 11,400 vs 34,300 iterations): the table
     of a grid keeps every fraction's runs, and a run of other settings in the same store stays out."""
-    import lab.experiments as xe
     import lab.ecgan_tables as tb
+    import lab.experiments as xe
     from lab.runs import Run, run_dir
 
     base = xe.ecgan_config("paper", "data")
@@ -400,11 +400,11 @@ def test_bn_table_sets_the_two_ecgan_variants_beside_the_classifier(tmp_path):
     seed, and the table puts those runs beside the default EC-GAN and C alone, and only at that fraction."""
     import pandas as pd
 
-    import lab.experiments as xe
     import lab.ecgan_tables as tb
+    import lab.notebook_grids as notebook_grids
     from lab.runs import Run, run_dir
 
-    grid = xe.ecgan_table_grid("smoke", "data", fractions=(0.1, 0.3), seeds=(0, 1), lambda_sweep=(), t_sweep=())
+    grid = notebook_grids.ecgan_table_grid("smoke", "data", fractions=(0.1, 0.3), seeds=(0, 1), lambda_sweep=(), t_sweep=())
     bn = [c for c in grid if c.bn_stats == "real"]
     assert [(c.method, c.fraction, c.seed) for c in bn] == [("ecgan", 0.1, 0), ("ecgan", 0.1, 1)]
     acc = {("classifier", "all"): 70.0, ("ecgan", "all"): 40.0, ("ecgan", "real"): 72.0}

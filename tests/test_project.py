@@ -106,12 +106,12 @@ def test_machine_records_the_commit_and_whether_the_tree_was_dirty(tmp_path):
 
 
 def test_the_worker_lane_trains_the_later_notebooks_runs_gans_first():
-    from lab import experiments
+    from lab import notebook_grids
     from lab.config import GANConfig
     from lab.notebooks import prefetch_grid
     from lab.runs import run_dir
 
-    grid = lambda nb: {run_dir(c).name for c in experiments.notebook_grid(nb, "smoke", "data")}
+    grid = lambda nb: {run_dir(c).name for c in notebook_grids.notebook_grid(nb, "smoke", "data")}
     later = grid("05") | grid("06") | grid("07")
     alone = prefetch_grid("smoke", "data")  # 05-07 selected without 01-04: the worker trains all their runs
     assert [run_dir(c).name for c in alone] and {run_dir(c).name for c in alone} == later

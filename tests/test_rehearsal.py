@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lab import experiments, fixtures, profiles
+from lab import experiments, fixtures, notebook_grids, profiles
 from lab.config import ClassifierConfig, ECGANConfig, GANConfig
 from lab.notebooks import notebooks, run_all
 from lab.presets import _REHEARSAL, REHEARSAL_THRESHOLD_SCALE, preset, rehearse
@@ -47,8 +47,8 @@ def test_the_rehearsals_grids_are_the_papers_at_one_seed(rehearsal_data):
     root = str(rehearsal_data)
     seeds = lambda c: (c.seed,) if not isinstance(c, GANConfig) else ()  # the GAN sets' seeds 0..5 are counts of GANs
     for nb in GRIDS:
-        paper = [c for c in experiments.notebook_grid(nb, "paper", root) if all(s == 0 for s in seeds(c))]
-        rehearsal = experiments.notebook_grid(nb, "paper-rehearsal", root)
+        paper = [c for c in notebook_grids.notebook_grid(nb, "paper", root) if all(s == 0 for s in seeds(c))]
+        rehearsal = notebook_grids.notebook_grid(nb, "paper-rehearsal", root)
         assert {_shape(c) for c in rehearsal} == {_shape(rehearse(c)) for c in paper}, nb
         # Not as many runs: at 4 steps a real subset's same-#epochs run can be its same-#steps run (one run).
         assert len(paper) - 2 <= len(rehearsal) <= len(paper), nb
