@@ -131,6 +131,8 @@ def load_dataset(name: str, split: str, root: str = "data", download: bool = Tru
         present = _present(name, split, root)
         try:
             tv = _torchvision(name, split, root, download=False)
+        except LabError:  # our own (LAB_FIXTURE_CHECKSUMS unreadable): not the files' fault
+            raise
         except Exception as e:  # torchvision: "Dataset not found or corrupted", or a file it cannot parse
             if present:  # the files are there: damaged, not missing (a download would not replace them)
                 raise _corrupt(name, split, root, e) from None
@@ -147,17 +149,15 @@ def load_dataset(name: str, split: str, root: str = "data", download: bool = Tru
 def _torchvision(name, split, root, download):
     import torchvision.datasets as tvd
 
-    if os.environ.get("LAB_FIXTURE_CHECKSUMS"):  # the paper profile's rehearsal on fixture files (lab.fixtures)
-        from .fixtures import trust_checksums
+    from .fixtures import checksums_from
 
-        trust_checksums(os.environ["LAB_FIXTURE_CHECKSUMS"])
-
-    if name == "svhn":
-        return tvd.SVHN(root, split=split, download=download)
-    if name == "fashion":
-        return tvd.FashionMNIST(root, train=split == "train", download=download)
-    cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
-    return cls(root, train=split == "train", download=download)
+    with checksums_from(os.environ.get("LAB_FIXTURE_CHECKSUMS")):  # the paper rehearsal's fixtures (lab.fixtures)
+        if name == "svhn":
+            return tvd.SVHN(root, split=split, download=download)
+        if name == "fashion":
+            return tvd.FashionMNIST(root, train=split == "train", download=download)
+        cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+        return cls(root, train=split == "train", download=download)
 
 
 def _from_torchvision(name, tv) -> ImageDataset:

@@ -17,13 +17,14 @@ torchvision checks each file's md5 against the real dataset's checksum before it
 writer therefore returns the md5 of the files it wrote. The tests put them on the torchvision classes with
 pytest's monkeypatch; a rehearsal writes them to ``<root>/fixture-checksums.json``, and a process whose
 environment names that file in ``LAB_FIXTURE_CHECKSUMS`` loads through torchvision with them
-(`trust_checksums`, called by `lab.data`). Never set it for real data.
+(`checksums_from`, around `lab.data`'s torchvision calls). Never set it for real data.
 
 Each writer returns a :class:`FakeData` with the exact uint8 pixels ``(N, 3, 32, 32)`` and labels
 (in torchvision's convention: SVHN digit 0 is label 0) it wrote per split.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -34,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .errors import ConfigError
 
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -267,17 +270,28 @@ def expected_checksums(md5: dict) -> dict:
     return out
 
 
-def trust_checksums(path) -> None:
-    """Make torchvision's dataset classes in this process expect the md5s of the JSON file `path` (written by
-    `write_rehearsal_data`) instead of the real datasets'. Only those class attributes change; the loaders run
-    unmodified."""
+@contextlib.contextmanager
+def checksums_from(path):
+    """While active, torchvision's dataset classes expect the md5s of the JSON file `path` (written by
+    `write_rehearsal_data`) instead of the real datasets'; their own checksums are back afterwards. Only those
+    class attributes change; the loaders run unmodified. `path` None or empty: nothing changes."""
     import torchvision.datasets as tvd
 
+    if not path:
+        yield
+        return
     try:
         md5 = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"LAB_FIXTURE_CHECKSUMS={path}: not a readable checksum file ({e}); it is written by "
+        raise ConfigError(f"LAB_FIXTURE_CHECKSUMS={path}: not a readable checksum file ({e}); it is written by "
                          f"`lab.fixtures.write_rehearsal_data`; unset it for real data.") from None
-    for name, attrs in expected_checksums(md5).items():
-        for attr, value in attrs.items():
-            setattr(getattr(tvd, name), attr, value)
+    changes = [(getattr(tvd, name), attr, value) for name, attrs in expected_checksums(md5).items()
+               for attr, value in attrs.items()]
+    saved = [(cls, attr, cls.__dict__[attr]) for cls, attr, _ in changes]
+    try:
+        for cls, attr, value in changes:
+            setattr(cls, attr, value)
+        yield
+    finally:
+        for cls, attr, value in saved:
+            setattr(cls, attr, value)

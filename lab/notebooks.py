@@ -177,28 +177,28 @@ def run_all(out_dir="runs/demo", profile: str = "smoke", only=None, jobs: int = 
 
         raise ConfigError(f"jobs must be 1 (the notebooks alone) or 2 (the notebooks + a worker), got {jobs}.")
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    data_root, saved_env = NOTEBOOK_DIR.parent / "data", os.environ.get("LAB_FIXTURE_CHECKSUMS")
-    if profile == "paper-rehearsal":  # fixture files in the real formats, read through torchvision
-        from .fixtures import write_rehearsal_data
-
-        data_root = Path(params["RUNS_DIR"]).parent / "data"
-        os.environ["LAB_FIXTURE_CHECKSUMS"] = str(write_rehearsal_data(data_root))
-        params["DATA_ROOT"] = str(data_root)
-    worker, saved = None, os.environ.get("OMP_NUM_THREADS")
-    if jobs > 1:
-        os.environ["OMP_NUM_THREADS"] = str(threads)  # the kernels' torch threads (read at their start)
-        todo = prefetch_grid(profile, data_root, [nb.name[:2] for nb in selected])
-        if todo:
-            worker = multiprocessing.get_context("spawn").Process(
-                target=_prefetch, args=([(c.kind, c.to_dict()) for c in todo], params["RUNS_DIR"], threads,
-                                        str(Path(out_dir) / "worker.log"), os.getpid()), daemon=True)
-            worker.start()
-    done, times, where = [], {}, {**machine(), "torch_threads": threads if jobs > 1 else None, "jobs": jobs}
-    if where["torch_threads"] is None:
-        import torch
-
-        where["torch_threads"] = torch.get_num_threads()
+    data_root, saved = NOTEBOOK_DIR.parent / "data", {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "LAB_FIXTURE_CHECKSUMS")}
+    worker, times, done = None, {}, []
     try:
+        if profile == "paper-rehearsal":  # fixture files in the real formats, read through torchvision
+            from .fixtures import write_rehearsal_data
+
+            data_root = Path(params["RUNS_DIR"]).parent / "data"
+            os.environ["LAB_FIXTURE_CHECKSUMS"] = str(write_rehearsal_data(data_root))
+            params["DATA_ROOT"] = str(data_root)
+        if jobs > 1:
+            os.environ["OMP_NUM_THREADS"] = str(threads)  # the kernels' torch threads (read at their start)
+            todo = prefetch_grid(profile, data_root, [nb.name[:2] for nb in selected])
+            if todo:
+                worker = multiprocessing.get_context("spawn").Process(
+                    target=_prefetch, args=([(c.kind, c.to_dict()) for c in todo], params["RUNS_DIR"], threads,
+                                            str(Path(out_dir) / "worker.log"), os.getpid()), daemon=True)
+                worker.start()
+        where = {**machine(), "torch_threads": threads if jobs > 1 else None, "jobs": jobs}
+        if where["torch_threads"] is None:
+            import torch
+
+            where["torch_threads"] = torch.get_num_threads()
         for nb in selected:
             if worker is not None:  # the kernels' torch threads, read at their start
                 os.environ["OMP_NUM_THREADS"] = str(kernel_threads(worker, threads))
@@ -215,7 +215,7 @@ def run_all(out_dir="runs/demo", profile: str = "smoke", only=None, jobs: int = 
             worker.join(timeout=5)  # the notebooks needed every run it trains: it is done or nearly so
             if worker.is_alive():
                 worker.terminate()  # a run it had started resumes from its checkpoint next time
-        for name, value in (("OMP_NUM_THREADS", saved), ("LAB_FIXTURE_CHECKSUMS", saved_env)):
+        for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:

@@ -10,6 +10,7 @@ import torch
 
 from lab import experiments, fixtures, notebook_grids, profiles
 from lab.config import ClassifierConfig, ECGANConfig, GANConfig
+from lab.errors import ConfigError
 from lab.notebooks import notebooks, run_all
 from lab.presets import _REHEARSAL, REHEARSAL_THRESHOLD_SCALE, preset, rehearse
 
@@ -20,16 +21,30 @@ _NAMES = {"gans", "filter", "train_folder"}
 
 @pytest.fixture
 def rehearsal_data(tmp_path, monkeypatch):
-    """The rehearsal's fixture files, torchvision told their checksums as run_all tells its kernels."""
+    """The rehearsal's fixture files, their checksums named in the environment as run_all names them."""
     path = fixtures.write_rehearsal_data(tmp_path / "data")
     monkeypatch.setenv("LAB_FIXTURE_CHECKSUMS", str(path))
-    yield tmp_path / "data"
-    import torchvision.datasets as tvd  # restore the real datasets' checksums for the tests after this one
+    return tmp_path / "data"
 
-    for cls in (tvd.CIFAR10, tvd.CIFAR100, tvd.SVHN):
-        for attr in ("train_list", "test_list", "meta", "split_list"):
-            if attr in cls.__dict__:
-                monkeypatch.setattr(cls, attr, cls.__dict__[attr])
+
+def test_fixture_files_load_through_torchvision_and_leave_its_checksums_alone(rehearsal_data, monkeypatch):
+    import torchvision.datasets as tvd
+
+    from lab import data
+
+    real = (tvd.CIFAR10.train_list, tvd.CIFAR100.meta, tvd.SVHN.split_list)
+    monkeypatch.setattr(data, "_LOADED", {})
+    sizes = {n: len(data.load_dataset(n, "train", str(rehearsal_data), download=False))
+             for n in ("cifar10", "cifar100", "svhn")}
+    assert sizes == {n: fixtures.REHEARSAL_PER_CLASS[n][0] * c for n, c in (("cifar10", 10), ("cifar100", 100), ("svhn", 10))}
+    assert (tvd.CIFAR10.train_list, tvd.CIFAR100.meta, tvd.SVHN.split_list) == real  # nothing leaks past the load
+    monkeypatch.delenv("LAB_FIXTURE_CHECKSUMS")
+    monkeypatch.setattr(data, "_LOADED", {})
+    with pytest.raises(data.DataCorruptError):  # without the fixtures' md5s, torchvision refuses the files
+        data.load_dataset("cifar10", "train", str(rehearsal_data), download=False)
+    monkeypatch.setenv("LAB_FIXTURE_CHECKSUMS", str(rehearsal_data / "missing.json"))
+    with pytest.raises(ConfigError, match="LAB_FIXTURE_CHECKSUMS=.*not a readable checksum file"):
+        data.load_dataset("cifar10", "train", str(rehearsal_data), download=False)
 
 
 def _shape(cfg) -> tuple:
