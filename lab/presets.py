@@ -84,8 +84,8 @@ PRESETS = {
 
 # The paper profile's rehearsal (lab.profiles "paper-rehearsal"): every paper preset under the name
 # "<name>-rehearsal", its layers, losses, optimisers and schedules as they are, its counts shrunk so that every
-# notebook runs on a CPU in seconds on fixture files (lab.fixtures): a few steps of 8 images, EC-GAN one epoch,
-# the EMA from step 1 (its averaging runs), a sample grid and an evaluation mid-run, and the widths (channel
+# notebook runs on a CPU in seconds on fixture files (lab.fixtures): 2 steps of 4 images, EC-GAN one epoch,
+# the EMA from step 1 (its averaging runs), a sample grid and an evaluation after each step, and the widths (channel
 # counts) at 1/8: at the paper's ch 64 one BigGAN G step (with its 4 D steps of 8 images) took 11-17 s on one
 # thread of an AVX2 EPYC, so its 8 GANs alone would exceed the tests' budget. The full widths are trained one
 # step each by tests/test_rehearsal.py. Thresholds are scaled by REHEARSAL_THRESHOLD_SCALE: an untrained filter
@@ -94,9 +94,9 @@ PRESETS = {
 # nearly everything.
 REHEARSAL_THRESHOLD_SCALE = 1e-3
 _REHEARSAL = {
-    GANConfig: dict(g_ch=8, d_ch=8, steps=3, batch_size=8, ema_start=1, log_every=1, ckpt_every=3, grid_every=2),
-    ClassifierConfig: dict(width=8, steps=4, batch_size=8, log_every=1, eval_every=2, ckpt_every=4),
-    ECGANConfig: dict(classifier_width=8, ngf=8, ndf=8, epochs=1, steps=0, batch_size=8, log_every=1, eval_every=2,
+    GANConfig: dict(g_ch=8, d_ch=8, steps=2, batch_size=4, ema_start=1, log_every=1, ckpt_every=2, grid_every=1),
+    ClassifierConfig: dict(width=8, steps=2, batch_size=4, log_every=1, eval_every=1, ckpt_every=2),
+    ECGANConfig: dict(classifier_width=8, ngf=8, ndf=8, epochs=1, steps=0, batch_size=4, log_every=1, eval_every=2,
                       ckpt_every=2),
 }
 
