@@ -55,6 +55,17 @@ def test_every_notebook_is_committed_without_outputs_and_has_a_parameters_cell()
             assert re.search(rf"^{name}\s*=", src, re.M), f"{p.name}: parameter {name} missing"
 
 
+def test_papermill_reads_every_parameter_with_its_help():
+    """`papermill --help-notebook` lists each parameter (a comment papermill cannot parse is a warning per run)."""
+    from papermill.translators import PythonTranslator
+
+    for p in notebooks():
+        lines = [line for line in _parameters_source(p).splitlines() if line.strip()]
+        parsed = PythonTranslator.inspect({"source": "\n".join(lines)})
+        assert [q.name for q in parsed] == [line.split("=")[0].strip() for line in lines], p.name
+        assert all(q.help for q in parsed), p.name
+
+
 # The tests shorten every run of the smoke profile to 30 steps (where a notebook takes STEPS). A 30-step
 # GAN and filter classifier cannot supply accepted samples of every class, so the notebooks run their
 # classifier-on-samples cells unfiltered here; the filtered stream is tested in test_sampling.py and
