@@ -7,6 +7,7 @@ import os
 import sys
 
 from .errors import LabError
+from .profiles import HEADLINE_THRESHOLD
 
 
 def _overrides(pairs) -> dict:
@@ -189,7 +190,8 @@ def main(argv=None) -> int:
     bench.add_argument("--classifier-preset", default="classifier-digits-smoke", help="sampler / classifier benches")
     bench.add_argument("--gan-run", help="sampler / classifier: a trained GAN run directory (else untrained)")
     bench.add_argument("--filter-run", help="sampler / classifier: a trained filter classifier run directory")
-    bench.add_argument("--threshold", type=float, default=0.9, help="Algorithm 1's threshold (trained runs only)")
+    bench.add_argument("--threshold", type=float, default=HEADLINE_THRESHOLD,
+                       help="Algorithm 1's threshold (trained runs only)")
     bench.add_argument("--steps", type=_positive, default=20, help="timed steps (sampler: batches) per variant")
     bench.add_argument("--warmup", type=_count, default=5, help="untimed steps first (compilation)")
     bench.add_argument("--batch-size", type=_positive, default=128, help="sampler: batch size")
@@ -203,7 +205,7 @@ def main(argv=None) -> int:
     card.add_argument("--gan", nargs="+", required=True, metavar="RUN", help="GAN run directories (mixed uniformly)")
     card.add_argument("--filter", required=True, metavar="RUN", help="the filter classifier's run directory")
     card.add_argument("--out", required=True, help="the card folder")
-    card.add_argument("--threshold", type=float, default=0.9, help="recommended Algorithm 1 threshold")
+    card.add_argument("--threshold", type=float, default=HEADLINE_THRESHOLD, help="recommended Algorithm 1 threshold")
 
     syn = sub.add_parser("synthesize", help="write a filtered, class-balanced labelled dataset from a card")
     syn.add_argument("--card", required=True, help="a card folder (export-card)")

@@ -17,6 +17,10 @@ from .presets import preset
 from .errors import ConfigError
 
 
+# The papers' headline values, written once: Algorithm 1's threshold of Pham et al.'s Table I, EC-GAN's λ and t.
+HEADLINE_THRESHOLD, ECGAN_LAMBDA, ECGAN_THRESHOLD = 0.9, 0.1, 0.7
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -39,9 +43,9 @@ class Profile:
     lambda_sweep: tuple  # EC-GAN's λ sweep
     t_sweep: tuple  # EC-GAN's threshold sweep
     block_gan_seeds: tuple = (0,)  # GAN seeds of each block in notebook 05 (the spread between GANs)
-    threshold: float = 0.9  # the headline Algorithm 1 threshold (Table I, the verdicts)
-    ecgan_lambda: float = 0.1  # EC-GAN's headline λ (the paper's)
-    ecgan_threshold: float = 0.7  # EC-GAN's headline pseudo-label threshold t (the paper's)
+    threshold: float = HEADLINE_THRESHOLD  # the headline Algorithm 1 threshold (Table I, the verdicts)
+    ecgan_lambda: float = ECGAN_LAMBDA  # EC-GAN's headline λ (the paper's)
+    ecgan_threshold: float = ECGAN_THRESHOLD  # EC-GAN's headline pseudo-label threshold t (the paper's)
     threshold_modes: tuple = ()  # class-adaptive rules (lab.thresholds) of notebook 04's extra rows, at the headline t
     ecgan_threshold_modes: tuple = ()  # class-adaptive pseudo-label rules of notebook 07's extra columns
     n_queries: int = 500  # generated samples (and test images) of notebook 02's nearest-neighbour histogram

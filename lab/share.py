@@ -37,7 +37,7 @@ def _save(state: dict, path: Path) -> dict:
     return {"file": path.name, "sha256": file_digest(path), "tensors": {k: list(v.shape) for k, v in tensors.items()}}
 
 
-def export_card(gan_runs: list, filter_run, out_dir, threshold: float = 0.9, n_per_class: int = 200,
+def export_card(gan_runs: list, filter_run, out_dir, threshold: float, n_per_class: int = 200,
                 metrics: dict = None, cas: float = None) -> Path:
     """Write the card of a set of GAN runs (mixed uniformly) and their filter classifier into `out_dir`.
 

@@ -161,7 +161,7 @@ def cached_metrics(root=None) -> list:
     return [json.loads(p.read_text()) for p in sorted(base.glob("*.json"))] if base.exists() else []
 
 
-def gan_set_rows(results, root=None, threshold=0.9) -> list:
+def gan_set_rows(results, root, threshold) -> list:
     """One row per GAN set with finished GAN-sample classifiers: dataset, block, #GANs, size, metrics,
     error at `threshold` (mean ± std over classifier seeds) and CAS (accuracy of the unfiltered classifier)."""
     import pandas as pd
@@ -188,7 +188,7 @@ def gan_set_rows(results, root=None, threshold=0.9) -> list:
     return pd.DataFrame(rows)
 
 
-def table_i(results, root=None, threshold=0.9, real=None):
+def table_i(results, root, threshold, real=None):
     """Table I: rows per dataset and block for 1, 2, 4, 6 GANs (sets of the same size pooled: their ±
     is over all classifier runs), then the real subsets for the same #steps and #epochs, with the
     paper's values in the adjacent columns. IS/FID read "not computed" where no Inception weights were.

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from . import plots
 from .data import to_float
 from .algorithm1 import FilterStats, accept, pool_stats
+from .profiles import HEADLINE_THRESHOLD
 from .thresholds import MODES, rule
 
 
@@ -43,17 +44,19 @@ class ThresholdExplorer(W.VBox):
         pool: `lab.sampling.sample_pool(...)` output (images, labels, probs).
         class_names: names of the classes.
         results: DataFrame of `lab.experiments.classifier_results`, or None.
-        threshold: the slider's start, or None to start unfiltered (the slider then starts at 0.9).
+        threshold: the slider's start, or None to start unfiltered (the slider then starts at the papers' 0.9,
+            `lab.profiles.HEADLINE_THRESHOLD`).
         fig_dir, name: where and under which name the export button writes the figure.
     """
 
-    def __init__(self, pool: dict, class_names, results=None, threshold: float | None = 0.9, fig_dir=None,
-                 name: str = "threshold_explorer", grid: int = 16):
+    def __init__(self, pool: dict, class_names, results=None, threshold: float | None = HEADLINE_THRESHOLD,
+                 fig_dir=None, name: str = "threshold_explorer", grid: int = 16):
         self.pool, self.class_names, self.fig_dir, self.name, self.grid = pool, list(class_names), fig_dir, name, grid
         self.results = None
         if results is not None and len(results):
             self.results = results[(results["source"] == "gan") & (results["gans"] == 1)]
-        self.slider = W.FloatSlider(value=0.9 if threshold is None else threshold, min=0.0, max=0.99, step=0.01,
+        start = HEADLINE_THRESHOLD if threshold is None else threshold
+        self.slider = W.FloatSlider(value=start, min=0.0, max=0.99, step=0.01,
                                     description="threshold", continuous_update=False, readout_format=".2f")
         self.filter = W.Checkbox(value=threshold is not None, description="filter", indent=False)
         self.klass = W.Dropdown(options=[(f"{i}: {n}", i) for i, n in enumerate(self.class_names)], value=0,

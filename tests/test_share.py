@@ -122,7 +122,7 @@ def test_every_refusal_names_the_file(card, runs, tmp_path):
     with pytest.raises(CardError, match="not a generator card"):
         share.load_card(tmp_path)
     with pytest.raises(CardError, match="is not a finished GAN run"):
-        share.export_card([Run(tmp_path)], runs[1], tmp_path / "x")
+        share.export_card([Run(tmp_path)], runs[1], tmp_path / "x", threshold=0.9)
 
 
 @pytest.mark.parametrize("fmt", ["png", "npz"])
