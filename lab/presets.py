@@ -101,6 +101,11 @@ _REHEARSAL = {
 }
 
 
+def rehearsal_threshold(t):
+    """A threshold of the paper profile as the rehearsal uses it (None, unfiltered, stays None)."""
+    return None if t is None else round(t * REHEARSAL_THRESHOLD_SCALE, 12)
+
+
 def rehearse(cfg: Config) -> Config:
     """`cfg` with the rehearsal's counts and widths (`_REHEARSAL`), its threshold scaled by
     REHEARSAL_THRESHOLD_SCALE, and (EC-GAN) the rehearsal of its BigGAN preset."""
@@ -108,7 +113,7 @@ def rehearse(cfg: Config) -> Config:
     if isinstance(cfg, ECGANConfig):  # the BigGAN of ecgan-biggan: its rehearsal too
         changes["biggan"] = f"{cfg.biggan}-rehearsal"
     if getattr(cfg, "threshold", None) is not None:
-        changes["threshold"] = round(cfg.threshold * REHEARSAL_THRESHOLD_SCALE, 12)
+        changes["threshold"] = rehearsal_threshold(cfg.threshold)
     return cfg.replace(**changes)
 
 

@@ -82,14 +82,14 @@ PROFILES["official"] = Profile(**{**PROFILES["paper"].__dict__, "name": "officia
 def _rehearsal(paper: Profile) -> Profile:
     """The paper profile with its counts shrunk (lab.presets.rehearse for the runs' configs): one seed where a
     grid repeats seeds, a few samples for the metrics, FID and the pools, thresholds scaled as the presets'."""
-    from .presets import REHEARSAL_THRESHOLD_SCALE as k
+    from .presets import rehearsal_threshold as k
 
-    scale = lambda ts: tuple(None if t is None else round(t * k, 12) for t in ts)
+    scale = lambda ts: tuple(k(t) for t in ts)
     return Profile(**{
         **paper.__dict__, "name": "paper-rehearsal", "classifier_seeds": (0,), "ecgan_seeds": (0,),
         "biggan_seeds": (0,), "block_gan_seeds": (0,), "n_metrics": 20, "n_fid": 5, "n_fid_reference": 5,
         "pool_per_class": 8, "n_synth": 20, "n_queries": 10, "max_draws_per_class": 40, "sweep": scale(paper.sweep),
-        "threshold": round(paper.threshold * k, 12), "ecgan_threshold": round(paper.ecgan_threshold * k, 12),
+        "threshold": k(paper.threshold), "ecgan_threshold": k(paper.ecgan_threshold),
         "t_sweep": scale(paper.t_sweep)})
 
 
