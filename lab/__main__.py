@@ -238,6 +238,8 @@ def main(argv=None) -> int:
     st.add_argument("--data-root", default="data")
     st.add_argument("--no-results", action="store_true", help="do not rewrite RESULTS.md at the end")
     st.add_argument("--status", action="store_true", help="print the manifest's jobs per tier, done and to do; train nothing")
+    st.add_argument("--only", type=lambda v: tuple(k for k in v.split(",") if k), default=(),
+                    help="comma-separated job kinds to take: gan, real, stream, ecgan, metrics, acceptance (default all)")
 
     res = sub.add_parser("results", help="write RESULTS.md and results/*.png from the study's ledger")
     res.add_argument("--runs", default=None, help="the ledger (default: results/ledger of this checkout), or a run "
@@ -282,13 +284,13 @@ def main(argv=None) -> int:
 
             where = args.ledger or ledger.DEFAULT
             if args.status:
-                for tier, n in sorted(study.status(args.profile, where, args.data_root).items()):
+                for tier, n in sorted(study.status(args.profile, where, args.data_root, args.only).items()):
                     print(f"tier {tier}: {n['done']} in the ledger, {n['todo']} to do")
             else:
                 if args.minutes is None:
                     raise LabError("study needs --minutes N (the time it may spend), or --status.")
                 out = study.study(args.minutes, args.lanes, args.profile, args.root, where, args.data_root,
-                                  not args.no_results)
+                                  not args.no_results, only=args.only)
                 print(f"study: {len(out)} job(s) exported to {where}")
         elif args.cmd == "results":
             from pathlib import Path

@@ -49,6 +49,24 @@ def _steps(cfg):
     return getattr(cfg, "steps", None) or None
 
 
+JOB_KINDS = ("gan", "real", "stream", "ecgan", "metrics", "acceptance")
+
+
+def job_kind(job: Job) -> str:
+    """One of `JOB_KINDS`: what `study --only` selects by."""
+    return job.what if job.config is None else _kind(job.config)
+
+
+def select(jobs: list, only=None) -> list:
+    """The jobs of the kinds in `only` (all when empty), in their order; an unknown kind is a LabError."""
+    if not only:
+        return list(jobs)
+    bad = sorted(set(only) - set(JOB_KINDS))
+    if bad:
+        raise LabError(f"study --only: unknown kind(s) {', '.join(bad)}; choose from {', '.join(JOB_KINDS)}.")
+    return [j for j in jobs if job_kind(j) in only]
+
+
 def _kind(cfg) -> str:
     if isinstance(cfg, GANConfig):
         return "gan"
@@ -276,17 +294,18 @@ def _lane_main(args) -> list:
 
 def study(minutes: float, lanes: int = None, profile: str = "study", root="runs/study", ledger=lg.DEFAULT,
           data_root: str = "data", results: bool = True, steps: int = None, out=lg.DEFAULT.parent.parent / "RESULTS.md",
-          fig_dir=lg.DEFAULT.parent) -> list:
+          fig_dir=lg.DEFAULT.parent, only=()) -> list:
     """Grow the ledger for `minutes`: train what it lacks in `lanes` processes of one thread each (default:
     one per core), export each finished run, then rewrite RESULTS.md (`out`) and its figures (`fig_dir`).
-    Returns the exported paths."""
+    `only`: the job kinds to take (`JOB_KINDS`; default all), e.g. ("ecgan",) to finish EC-GAN's claims before
+    the GANs. Returns the exported paths."""
     import multiprocessing as mp
 
     if not minutes or minutes <= 0:
         raise LabError(f"--minutes must be a positive number of minutes, got {minutes!r}.")
     lanes = lanes or max(1, os.cpu_count() or 1)
     root, ledger = Path(root).resolve(), Path(ledger).resolve()
-    jobs = manifest(profile, data_root, steps)
+    jobs = select(manifest(profile, data_root, steps), only)
     deadline = time.time() + 60 * minutes
     os.environ["OMP_NUM_THREADS"] = "1"  # every lane one thread, inherited by the spawned processes
     args = [(jobs, str(root), str(ledger), deadline, profile, data_root, i) for i in range(lanes)]
@@ -302,10 +321,10 @@ def study(minutes: float, lanes: int = None, profile: str = "study", root="runs/
     return exported
 
 
-def status(profile: str = "study", ledger=lg.DEFAULT, data_root: str = "data") -> dict:
-    """Jobs of the manifest by tier: how many the ledger holds and how many remain."""
+def status(profile: str = "study", ledger=lg.DEFAULT, data_root: str = "data", only=()) -> dict:
+    """Jobs of the manifest (of the kinds in `only`) by tier: how many the ledger holds and how many remain."""
     out = {}
-    for j in manifest(profile, data_root):
+    for j in select(manifest(profile, data_root), only):
         t = out.setdefault(j.priority, {"done": 0, "todo": 0})
         t["done" if in_ledger(j, ledger) else "todo"] += 1
     return out

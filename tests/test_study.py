@@ -118,6 +118,21 @@ def test_a_failing_run_is_logged_and_the_others_go_on(tmp_path, tiny, digits_roo
     assert not any(Run(p).config(ex.ClassifierConfig).source == "gan" for p in (ledger / "classifier").iterdir())
 
 
+def test_only_takes_the_jobs_of_the_kinds_named(tmp_path, tiny, digits_root):
+    jobs = study.manifest("study")
+    parts = {k: study.select(jobs, (k,)) for k in study.JOB_KINDS}
+    assert sum(len(p) for p in parts.values()) == len(jobs) and all(parts.values())
+    assert all(j.kind == "ecgan" for j in parts["ecgan"]) and all(j.config.source == "real" for j in parts["real"])
+    assert study.select(jobs, ("ecgan", "real")) == [j for j in jobs if j in parts["ecgan"] or j in parts["real"]]
+    with pytest.raises(LabError, match="unknown kind"):
+        study.select(jobs, ("gans",))
+    root, ledger = tmp_path / "runs", tmp_path / "ledger"
+    out = study.study(30, 1, tiny, root, ledger, str(digits_root), results=False, steps=4, only=("real",))
+    real = study.select(study.manifest(tiny, str(digits_root), steps=4), ("real",))
+    assert len(out) == len(real) and {p.parent.name for p in map(Path, out)} == {"classifier"}
+    assert not (ledger / "gan").exists() and not (root / "gan").exists()
+
+
 def test_minutes_must_be_positive(tmp_path):
     from lab.errors import LabError
 
