@@ -197,7 +197,7 @@ def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None,
     from . import fidelity, metrics
     from .algorithm1 import pool_stats
     from .config import ClassifierConfig
-    from .sampling import sample_pool
+    from .generation import sample_pool
     from .train.classifier import load_classifier
     from .train.common import resolve_device
     from .train.gan import load_generator

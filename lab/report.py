@@ -11,7 +11,7 @@ import pandas as pd
 
 from . import adequacy as aq
 from . import ledger as lg
-from . import plots
+from . import charts, plots
 from . import ecgan_tables as et
 from . import tables as tb
 from .claims import _p, adaptive_claims, ecgan_claims, mean_acceptance, pham_claims
@@ -70,14 +70,14 @@ def figures(s: Study, out_dir) -> list:
     head = s.gans.get(("add", 0))
     one = stream_rows(s, [head]) if head else pd.DataFrame()
     if len(s.real):
-        save(plots.error_vs_real_size(s.real, one["error"] if len(one) else None,
+        save(charts.error_vs_real_size(s.real, one["error"] if len(one) else None,
                                       title=f"real subsets vs 1 GAN (t = {s.threshold})"), "error_vs_real_size")
         if len(s.sets):
-            save(plots.compression(s.real, s.sets), "compression")
+            save(charts.compression(s.real, s.sets), "compression")
     sweep = s.results[(s.results["source"] == "gan") & (s.results["gan_names"] == (head.path.name,))
                       & (s.results["threshold_mode"] == "fixed")] if len(s.results) and head else []
     if len(sweep):
-        save(plots.error_vs_threshold(sweep, title="threshold sweep, 1 GAN"), "threshold_sweep")
+        save(charts.error_vs_threshold(sweep, title="threshold sweep, 1 GAN"), "threshold_sweep")
     first = one[one["seed"] == 0] if len(one) else one
     if len(first):
         from .algorithm1 import FilterStats
@@ -87,10 +87,10 @@ def figures(s: Study, out_dir) -> list:
         if rows:
             st = FilterStats(*(torch.tensor([r[k] for r in rows]) for k in ("drawn", "accepted", "wrong_class",
                                                                               "low_confidence")))
-            save(plots.filter_bars(st, s.classes, title=f"the stream of 1 GAN at t = {s.threshold}, whole run"),
+            save(charts.filter_bars(st, s.classes, title=f"the stream of 1 GAN at t = {s.threshold}, whole run"),
                  "filter_per_class")
     if len(s.sets):
-        save(plots.metric_scatter(s.sets, tb.correlations(s.sets)), "metric_correlations")
+        save(charts.metric_scatter(s.sets, tb.correlations(s.sets)), "metric_correlations")
     if len(s.ecgan):
         save(ecgan_bars(s.ecgan), "ecgan_accuracy")
     for block in ("add", "concat"):

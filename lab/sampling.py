@@ -1,6 +1,5 @@
-"""Drawing images from class-conditional generators: batches, class grids, interpolations, and
-Algorithm 1's classifier-filtered, class-balanced stream over one or several GANs (Pham et al.)."""
-import contextlib
+"""Algorithm 1's classifier-filtered, class-balanced stream over one or several GANs (Pham et al.); plain drawing
+(batches, grids, interpolations, a pool of unfiltered samples) is `lab.generation`."""
 import warnings
 
 import numpy as np
@@ -8,83 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from .algorithm1 import FilterStats, unfiltered
-from .data import to_uint8
 from .errors import ConfigError, LabError
+from .generation import autocast_context, class_probs, mixture
 from .models import module_device
 from .thresholds import rule
 
 
-@torch.no_grad()
-def generate(G, y: torch.Tensor, z: torch.Tensor = None, generator: torch.Generator = None, batch_size: int = 500):
-    """G(z, y) in batches, on G's device; z ~ N(0, I) from `generator` when not given. Returns (B, 3, R, R)."""
-    dev = next(G.parameters()).device
-    y = y.to(dev)
-    if z is None:
-        gdev = generator.device if generator is not None else dev
-        z = torch.randn(len(y), G.z_dim, generator=generator, device=gdev).to(dev)
-    return torch.cat([G(z[i : i + batch_size].to(dev), y[i : i + batch_size]).float() for i in range(0, len(y), batch_size)])
-
-
-def class_grid_inputs(G, n_cols: int = 10, classes=None, seed: int = 0):
-    """(z, y) for a grid with one row per class and the same noise down each column."""
-    classes = list(range(min(G.num_classes, 10))) if classes is None else list(classes)
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n_cols, G.z_dim, generator=g).repeat(len(classes), 1)  # (rows*cols, z_dim)
-    y = torch.tensor(classes).repeat_interleave(n_cols)
-    return z, y
-
-
-def interpolate(G, y: int, steps: int = 8, n: int = 4, seed: int = 0):
-    """`n` straight lines in z between two random points, within class `y`: (n*steps, 3, R, R)."""
-    g = torch.Generator().manual_seed(seed)
-    z0, z1 = torch.randn(2, n, 1, G.z_dim, generator=g)
-    t = torch.linspace(0, 1, steps)[None, :, None]  # (1, steps, 1)
-    z = ((1 - t) * z0 + t * z1).reshape(n * steps, G.z_dim)
-    return generate(G, torch.full((n * steps,), y), z)
-
-
-# --- Algorithm 1: classifier-filtered, class-balanced sample stream -------------------------
 # Pham et al., section III-A: y ~ U(0, C), z ~ N(0, I), x = G(z, y); keep x iff
 # argmax(p) == y and p[y] > thresh, where p = softmax(classifier(x)). Section III-C: with
 # several GANs, each sample comes from one of them chosen uniformly at random.
-
-
-def _autocast_factory(autocast, device: torch.device):
-    if callable(autocast):
-        return autocast
-    if autocast:
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
-def _mixture(generators, y: torch.Tensor, gen_idx: torch.Tensor, rng: torch.Generator, device, amp) -> torch.Tensor:
-    """x (n, 3, R, R) float32 on `device`, x[i] = G_{gen_idx[i]}(z_i, y[i]) with fresh z_i ~ N(0, I).
-
-    `y` and `gen_idx` are host tensors, so each generator's share is a known-size slice (no sync).
-    """
-    order = torch.argsort(gen_idx, stable=True)
-    sizes = torch.bincount(gen_idx, minlength=len(generators)).tolist()
-    y_sorted = y[order].to(device)
-    parts, start = [], 0
-    with torch.no_grad(), amp():
-        for G, n in zip(generators, sizes):
-            if n:
-                z = torch.randn(n, G.z_dim, generator=rng, device=device)
-                parts.append(G(z, y_sorted[start : start + n]).float())
-                start += n
-    x_sorted = torch.cat(parts)
-    x = torch.empty_like(x_sorted)
-    x[order.to(device)] = x_sorted  # back to the order of y
-    return x
-
-
-def _probs(classifier, x: torch.Tensor, num_classes: int, amp) -> torch.Tensor:
-    with torch.no_grad(), amp():
-        logits = classifier(x).float()
-    if logits.shape != (len(x), num_classes):
-        raise LabError(f"The classifier returned logits of shape {tuple(logits.shape)} for {len(x)} images of "
-                       f"{num_classes} classes; pass the filter classifier trained on the generators' dataset.")
-    return logits.softmax(dim=1)
 
 
 def _rank_in_class(y: torch.Tensor, mask: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -186,7 +117,7 @@ class FilteredSampler:
         if self.buffer_per_class < -(-batch_size // C):  # a batch could never be filled
             raise ConfigError(f"buffer_per_class must be at least ceil(batch_size / C) = {-(-batch_size // C)}.")
         self.device = torch.device(device) if device is not None else module_device(self.generators[0])
-        self._amp = _autocast_factory(autocast, self.device)
+        self._amp = autocast_context(autocast, self.device)
         self._rng = torch.Generator(self.device).manual_seed(seed)  # z, batch shuffles
         self._host_rng = torch.Generator().manual_seed(seed)  # which generator draws each sample
         self.stats = FilterStats.zeros(C, self.device)
@@ -274,13 +205,13 @@ class FilteredSampler:
             y_host = torch.randint(C, (self._allocate(short),), generator=self._host_rng)
             n_c = np.bincount(y_host.numpy(), minlength=C)
         gen_idx = torch.randint(len(self.generators), (len(y_host),), generator=self._host_rng)
-        x = _mixture(self.generators, y_host, gen_idx, self._rng, dev, self._amp)
+        x = mixture(self.generators, y_host, gen_idx, self._rng, dev, self._amp)
         y = y_host.to(dev)
         if unfiltered(self.threshold):
             keep = torch.ones(len(y), dtype=torch.bool, device=dev)
             wrong = ~keep
         else:
-            keep, wrong = self.rule.judge(_probs(self.classifier, x, C, self._amp), y)
+            keep, wrong = self.rule.judge(class_probs(self.classifier, x, C, self._amp), y)
             if self.rule.mode != "fixed" and self._rounds % self.HISTORY_EVERY == 0:
                 self.threshold_history.append((int(self._drawn.sum() + len(y)), self.rule.thresholds().tolist()))
         self._rounds += 1
@@ -359,31 +290,3 @@ class FilteredSampler:
             self.rule.load_state_dict(state["rule"])
         self._rounds = state.get("rounds", 0)
         self.threshold_history = [(n, list(t)) for n, t in state.get("threshold_history", [])]
-
-
-# --- Cached pool for the threshold explorer ---------------------------------------------------
-
-
-def sample_pool(generators, classifier, n_per_class: int, seed: int = 0, batch_size: int = 500, device=None,
-                autocast=False) -> dict:
-    """Exactly `n_per_class` unfiltered samples per class with their classifier probabilities, on the CPU.
-
-    Each sample comes from a generator chosen uniformly at random, as in `FilteredSampler`.
-    Returns a dict: `images` uint8 (N, 3, R, R) (rounded, see `to_uint8`), `labels` int64 (N,),
-    class-major, `probs` float32 (N, C), `generator` int64 (N,) index of the generator that drew it.
-    """
-    generators = list(generators) if isinstance(generators, (list, tuple)) else [generators]
-    device = torch.device(device) if device is not None else module_device(generators[0])
-    C = generators[0].num_classes
-    amp = _autocast_factory(autocast, device)
-    rng, host_rng = torch.Generator(device).manual_seed(seed), torch.Generator().manual_seed(seed)
-    labels = torch.arange(C).repeat_interleave(n_per_class)
-    gen_idx = torch.randint(len(generators), (len(labels),), generator=host_rng)
-    images, probs = [], []
-    for i in range(0, len(labels), batch_size):
-        x = _mixture(generators, labels[i : i + batch_size], gen_idx[i : i + batch_size], rng, device, amp)
-        probs.append(_probs(classifier, x, C, amp).cpu())
-        images.append(to_uint8(x).cpu())
-    return {"images": torch.cat(images), "labels": labels, "probs": torch.cat(probs), "generator": gen_idx}
-
-

@@ -51,7 +51,7 @@ def export_card(gan_runs: list, filter_run, out_dir, threshold: float, n_per_cla
         The card folder.
     """
     from .algorithm1 import acceptance_matrix
-    from .sampling import sample_pool
+    from .generation import sample_pool
     from .train.classifier import load_classifier
     from .train.gan import load_generator
 

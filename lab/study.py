@@ -141,7 +141,7 @@ def _acceptance(job: Job, root, ledger, P, where: dict, t0: float) -> Path:
     """The per-class share of one GAN's EMA samples that Algorithm 1 accepts at the profile's threshold with the
     filter (`P.n_metrics` samples, class-balanced), into `<ledger>/acceptance/<GAN>.json`."""
     from .algorithm1 import pool_stats
-    from .sampling import sample_pool
+    from .generation import sample_pool
     from .train.classifier import load_classifier
     from .train.gan import load_generator
 

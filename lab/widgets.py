@@ -7,7 +7,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import plots
+from . import charts, plots
 from .data import to_float
 from .algorithm1 import FilterStats, accept, pool_stats
 from .profiles import HEADLINE_THRESHOLD
@@ -41,7 +41,7 @@ class ThresholdExplorer(W.VBox):
     per-class thresholds it reached.
 
     Args:
-        pool: `lab.sampling.sample_pool(...)` output (images, labels, probs).
+        pool: `lab.generation.sample_pool(...)` output (images, labels, probs).
         class_names: names of the classes.
         results: DataFrame of `lab.experiments.classifier_results`, or None.
         threshold: the slider's start, or None to start unfiltered (the slider then starts at the papers' 0.9,
@@ -118,7 +118,7 @@ class ThresholdExplorer(W.VBox):
         fig = Figure(figsize=(plots.PAGE_WIDTH_IN, 4.2))
         FigureCanvasAgg(fig)
         gs = fig.add_gridspec(2, 3, height_ratios=[1, 1.1])
-        plots.filter_bars(self.stats, self.class_names, ax=fig.add_subplot(gs[0, :2]))
+        charts.filter_bars(self.stats, self.class_names, ax=fig.add_subplot(gs[0, :2]))
         self._draw_errors(fig.add_subplot(gs[0, 2]), t)
         in_class = self.pool["labels"] == c
         for col, (title, sel) in enumerate((("accepted", self.mask & in_class), ("rejected", ~self.mask & in_class))):
@@ -140,18 +140,18 @@ class ThresholdExplorer(W.VBox):
         return buf.getvalue()
 
     def _draw_errors(self, ax, t) -> None:
-        ax.axvline(plots.UNFILTERED_X if t is None else t, color="0.5", lw=1, ls="--")
+        ax.axvline(charts.UNFILTERED_X if t is None else t, color="0.5", lw=1, ls="--")
         results = self.results
         if results is not None and "threshold_mode" in results:  # the runs of the rule shown (unfiltered: any)
             results = results[(results["threshold_mode"] == self.mode.value) | results["threshold"].isna()]
         if results is not None and len(results):
-            d = results.assign(t=results["threshold"].fillna(plots.UNFILTERED_X).astype(float))
+            d = results.assign(t=results["threshold"].fillna(charts.UNFILTERED_X).astype(float))
             g = d.groupby("t")["error"].mean()
             ax.plot(g.index, g.values, marker="o", ms=4, lw=1)
         else:
             ax.text(0.5, 0.5, "no GAN-sample\nclassifier runs yet", ha="center", va="center", fontsize=7,
                     transform=ax.transAxes)
-        ax.set(xlim=(plots.UNFILTERED_X - 0.03, 1.0), xlabel="threshold (left of 0: unfiltered)", ylabel="test error (%)")
+        ax.set(xlim=(charts.UNFILTERED_X - 0.03, 1.0), xlabel="threshold (left of 0: unfiltered)", ylabel="test error (%)")
         ax.tick_params(labelsize=7)
 
     def export(self) -> list:

@@ -11,7 +11,9 @@ from torch import nn
 from lab.data import to_float
 from lab.errors import ConfigError, LabError
 from lab.algorithm1 import FilterStats, accept, pool_stats
-from lab.sampling import FilteredSampler, sample_pool, to_uint8
+from lab.data import to_uint8
+from lab.generation import sample_pool
+from lab.sampling import FilteredSampler
 
 C = 4
 NAMES = ["zero", "one", "two", "three"]

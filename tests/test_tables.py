@@ -138,7 +138,7 @@ def test_correlation_p_values_are_exact_for_few_sets():
 def test_rule_table_keeps_each_rules_runs_apart():
     import pandas as pd
 
-    from lab.plots import per_class_accuracy
+    from lab.charts import per_class_accuracy
     from lab.tables import rule_table
 
     rows = [{"source": "gan", "threshold": 0.9, "threshold_mode": m, "seed": s, "error": e + s, "per_class": [a, 100 - a]}
