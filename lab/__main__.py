@@ -238,6 +238,11 @@ def main(argv=None) -> int:
     st.add_argument("--data-root", default="data")
     st.add_argument("--no-results", action="store_true", help="do not rewrite RESULTS.md at the end")
     st.add_argument("--status", action="store_true", help="print the manifest's jobs per tier, done and to do; train nothing")
+    st.add_argument("--backend", default="lanes", choices=("lanes", "local", "ray"),
+                    help="lanes: processes of one thread each on this machine (default); ray / local: through lab.grid")
+    st.add_argument("--address", default=None, help="ray: None starts a local Ray; 'auto' or ray://host:port joins a cluster")
+    st.add_argument("--num-cpus", type=_positive_float, default=1, help="ray: CPUs per run (torch threads)")
+    st.add_argument("--num-gpus", type=float, help="ray: GPUs per run (default 1 where CUDA is available)")
     st.add_argument("--only", type=lambda v: tuple(k for k in v.split(",") if k), default=(),
                     help="comma-separated job kinds to take: gan, real, stream, ecgan, metrics, acceptance (default all)")
 
@@ -289,8 +294,13 @@ def main(argv=None) -> int:
             else:
                 if args.minutes is None:
                     raise LabError("study needs --minutes N (the time it may spend), or --status.")
-                out = study.study(args.minutes, args.lanes, args.profile, args.root, where, args.data_root,
-                                  not args.no_results, only=args.only)
+                if args.backend == "lanes":
+                    out = study.study(args.minutes, args.lanes, args.profile, args.root, where, args.data_root,
+                                      not args.no_results, only=args.only)
+                else:
+                    out = study.study_on_grid(args.minutes, args.backend, args.address, args.num_cpus, args.num_gpus,
+                                              args.profile, args.root, where, args.data_root, not args.no_results,
+                                              only=args.only)
                 print(f"study: {len(out)} job(s) exported to {where}")
         elif args.cmd == "results":
             from pathlib import Path

@@ -29,6 +29,8 @@ class Result:
     run: Run | None
     error: str | None = None
     trained: bool = False  # this call trained (or resumed) it; False: it was finished already, or failed
+    machine: dict | None = None  # where it was got or trained (`lab.host.machine()` of the worker)
+    seconds: float | None = None  # the task's wall time on its worker
 
     @property
     def ok(self) -> bool:
@@ -37,19 +39,21 @@ class Result:
 
 # --- One run, under its lock (`lab.runs.run_lock`) --------------------------------------------------
 def train_one(kind: str, cfg: dict, root: str, threads: int = None) -> dict:
-    """Get, resume or train one run (the body of a grid task); returns {"path", "trained"}."""
+    """Get, resume or train one run (the body of a grid task); returns {"path", "trained", "machine" (the
+    worker's CPU, GPU and commit: on a cluster, not the driver's), "seconds" (its wall time there)}."""
     from .experiments import train_config
+    from .host import machine
 
     config = KINDS[kind].from_dict(cfg)
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    path = run_dir(config, root)
+    path, t0 = run_dir(config, root), time.perf_counter()
     with run_lock(path):
         trained = not Run(path).is_done(_steps(config))
         train_config(config, root)
-    return {"path": str(path), "trained": trained}
+    return {"path": str(path), "trained": trained, "machine": machine(), "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def _steps(cfg):
@@ -92,7 +96,7 @@ def run(configs, backend: str = "local", address: str = None, root=None, num_cpu
         key = p if dedupe else i
         jobs.setdefault(key, (i, c))
     board = Board(configs, paths, progress)
-    outcome = {}  # index -> (trained, error)
+    outcome = {}  # index -> (trained, error, what train_one returned)
     for s in (0, 1):
         todo = [(i, c) for i, c in jobs.values() if stage(c) == s]
         if backend == "local":
@@ -109,23 +113,26 @@ def run(configs, backend: str = "local", address: str = None, root=None, num_cpu
     board.close()
     results = []
     for i, (c, p) in enumerate(zip(configs, paths)):
-        trained, error = outcome[jobs[p if dedupe else i][0]]
+        trained, error, out = outcome[jobs[p if dedupe else i][0]]
         ok = error is None and Run(p).is_done(_steps(c))
-        results.append(Result(c, Run(p) if ok else None, error if error or ok else "the run did not finish", trained))
+        results.append(Result(c, Run(p) if ok else None, error if error or ok else "the run did not finish", trained,
+                              (out or {}).get("machine"), (out or {}).get("seconds")))
     return results
 
 
 def _attempt(fn):
-    """(trained, None) or (False, "ErrorType: message"): whatever one run raises (a LabError, a bug, a lost
-    worker) must not stop the others. Ray wraps a task's exception; the run's own one is its `cause`."""
+    """(trained, None, train_one's dict) or (False, "ErrorType: message", None): whatever one run raises (a
+    LabError, a bug, a lost worker) must not stop the others. Ray wraps a task's exception; the run's own one is
+    its `cause`."""
     try:
-        return fn()["trained"], None
+        out = fn()
+        return out["trained"], None, out
     except Exception as e:
         cause = getattr(e, "cause", None) or e
-        return False, f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}"
+        return False, f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}", None
 
 
-def _ray_stage(todo, root, address, num_cpus, num_gpus, max_retries, board) -> dict:
+def _ray_init(address) -> None:
     import ray
 
     if not ray.is_initialized():
@@ -133,10 +140,34 @@ def _ray_stage(todo, root, address, num_cpus, num_gpus, max_retries, board) -> d
         if address is None:
             init.update(num_cpus=max(os.cpu_count() or 1, 1), object_store_memory=200 * 2**20)
         ray.init(**init)
+
+
+def _gpus(num_gpus) -> float:
     if num_gpus is None:
         import torch
 
-        num_gpus = 1 if torch.cuda.is_available() else 0
+        return 1 if torch.cuda.is_available() else 0
+    return num_gpus
+
+
+def slots(backend: str, address: str = None, num_cpus: float = 1, num_gpus: float = None) -> int:
+    """How many runs `backend` trains at once: 1 locally; on Ray, the cluster's GPUs (or CPUs) over each task's
+    share (starting or joining Ray as `run` would)."""
+    if backend == "local":
+        return 1
+    import ray
+
+    _ray_init(address)
+    res, gpus = ray.cluster_resources(), _gpus(num_gpus)
+    n = res.get("GPU", 0) / gpus if gpus else res.get("CPU", 1) / max(num_cpus, 1e-9)
+    return max(1, int(n))
+
+
+def _ray_stage(todo, root, address, num_cpus, num_gpus, max_retries, board) -> dict:
+    import ray
+
+    _ray_init(address)
+    num_gpus = _gpus(num_gpus)
     task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries)(train_one)
     refs = {}
     for i, c in todo:
@@ -178,7 +209,7 @@ class Board:
         self.refresh()
 
     def finished(self, i, outcome):
-        trained, error = outcome
+        error = outcome[1]
         self.state[i] = "failed" if error else "done"
         if error:
             self.errors[i] = error

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.notebooks import NOTEBOOK_DIR, demo_parameters, execute, machine, notebooks
+from lab.host import machine
+from lab.notebooks import NOTEBOOK_DIR, demo_parameters, execute, notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 

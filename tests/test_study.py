@@ -10,6 +10,7 @@ import torch
 
 from lab import ledger as lg
 from lab.errors import LabError
+from lab import jobs as jobs_
 from lab import profiles, report, study
 from lab.runs import Run
 
@@ -48,7 +49,7 @@ def test_a_tiny_study_into_a_ledger(tmp_path, tiny, digits_root, monkeypatch):
     out = study.study(30, 1, tiny, root, ledger, str(digits_root), steps=4, out=tmp_path / "RESULTS.md",
                       fig_dir=tmp_path / "results")
     jobs = study.manifest(tiny, str(digits_root), steps=4)
-    assert len(out) == len(jobs) and all(study.in_ledger(j, ledger) for j in jobs)
+    assert len(out) == len(jobs) and all(jobs_.in_ledger(j, ledger) for j in jobs)
     assert not list(ledger.rglob("checkpoint.pt")) and not list(ledger.rglob("*.tmp*"))
     gan = next(j for j in jobs if j.kind == "gan")
     name = gan.name()
@@ -120,17 +121,54 @@ def test_a_failing_run_is_logged_and_the_others_go_on(tmp_path, tiny, digits_roo
 
 def test_only_takes_the_jobs_of_the_kinds_named(tmp_path, tiny, digits_root):
     jobs = study.manifest("study")
-    parts = {k: study.select(jobs, (k,)) for k in study.JOB_KINDS}
+    parts = {k: jobs_.select(jobs, (k,)) for k in jobs_.JOB_KINDS}
     assert sum(len(p) for p in parts.values()) == len(jobs) and all(parts.values())
     assert all(j.kind == "ecgan" for j in parts["ecgan"]) and all(j.config.source == "real" for j in parts["real"])
-    assert study.select(jobs, ("ecgan", "real")) == [j for j in jobs if j in parts["ecgan"] or j in parts["real"]]
+    assert jobs_.select(jobs, ("ecgan", "real")) == [j for j in jobs if j in parts["ecgan"] or j in parts["real"]]
     with pytest.raises(LabError, match="unknown kind"):
-        study.select(jobs, ("gans",))
+        jobs_.select(jobs, ("gans",))
     root, ledger = tmp_path / "runs", tmp_path / "ledger"
     out = study.study(30, 1, tiny, root, ledger, str(digits_root), results=False, steps=4, only=("real",))
-    real = study.select(study.manifest(tiny, str(digits_root), steps=4), ("real",))
+    real = jobs_.select(study.manifest(tiny, str(digits_root), steps=4), ("real",))
     assert len(out) == len(real) and {p.parent.name for p in map(Path, out)} == {"classifier"}
     assert not (ledger / "gan").exists() and not (root / "gan").exists()
+
+
+def test_a_plan_takes_jobs_in_priority_order_within_its_budget_and_only_what_can_run(tmp_path):
+    jobs = study.manifest("study")
+    known = {"real": 0.1, "gan": 1000.0, "stream": 0.1, "ecgan": 0.1}
+    est = {j.name(): jobs_.estimate(j, tmp_path, "study", known) for j in jobs}
+    everything = jobs_.plan(jobs, tmp_path / "ledger", tmp_path / "runs", 1e12, "study", known)
+    assert everything == jobs  # every run a job reads is taken before it
+    first = jobs_.plan(jobs, tmp_path / "ledger", tmp_path / "runs", est[jobs[0].name()], "study", known)
+    assert first == jobs[:1]  # the filter alone
+    # A budget with room for no GAN (3,000 steps x 1,000 s): nothing that reads a GAN, the rest in order.
+    taken = jobs_.plan(jobs, tmp_path / "ledger", tmp_path / "runs", 10_000, "study", known)
+    assert taken and all(jobs_.job_kind(j) in ("real", "ecgan") for j in taken)
+    assert sum(est[j.name()] for j in taken) <= 10_000 and taken == [j for j in jobs if j in taken]
+    cheap = [j for j in jobs if jobs_.job_kind(j) in ("real", "ecgan")]
+    assert taken == cheap[:len(taken)] or sum(est[j.name()] for j in cheap[:len(taken) + 1]) > 10_000
+
+
+def test_the_study_on_a_ray_grid_fills_the_ledger_as_the_lanes_do(tmp_path, tiny, digits_root):
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e .[dev] installs it)")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 2**20,
+             ignore_reinit_error=True)
+    try:
+        root, ledger = tmp_path / "runs", tmp_path / "ledger"
+        out = study.study_on_grid(30, "ray", None, 1, 0, tiny, root, ledger, str(digits_root), results=False,
+                                  steps=4, progress=False)
+    finally:
+        ray.shutdown()
+    jobs = study.manifest(tiny, str(digits_root), steps=4)
+    assert len(out) == len(jobs) and all(jobs_.in_ledger(j, ledger) for j in jobs)
+    for j in jobs:
+        if j.config is not None:  # each run's record names the worker that trained it
+            rec = json.loads((ledger / j.config.kind / j.name() / "record.json").read_text())
+            assert rec["machine"]["cpu"] and rec["machine"]["torch_threads"] == 1 and rec["seconds"] > 0
+    # A second call finds everything in the ledger: nothing planned, nothing trained.
+    assert study.study_on_grid(30, "local", profile=tiny, root=root, ledger=ledger, data_root=str(digits_root),
+                               results=False, steps=4, progress=False) == []
 
 
 def test_minutes_must_be_positive(tmp_path):
