@@ -30,6 +30,7 @@ def error_vs_real_size(results, gan_errors=None, title: str = None):
         ax.axhline(m, color="C3", lw=1, label=f"GAN samples ({m:.2f} %)")
         ax.axhspan(m - s, m + s, color="C3", alpha=0.15, lw=0)
     ax.set(xlabel="real training images", ylabel="test error (%)", title=title)
+    ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:g}k" if x >= 1000 else f"{x:g}")  # 10k, not 10000
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -37,7 +38,7 @@ def error_vs_real_size(results, gan_errors=None, title: str = None):
 
 def per_class_accuracy(rows, class_names, title: str = None):
     """Per-class test accuracy (%) of each threshold rule's classifiers (`lab.tables.rule_table` rows), one bar
-    per rule and class (mean over seeds), the legend below the axes."""
+    per rule and class (mean over seeds), the legend above the axes."""
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 2.4))
@@ -47,7 +48,7 @@ def per_class_accuracy(rows, class_names, title: str = None):
         ax.bar(np.arange(len(class_names)) + (i - (len(rows) - 1) / 2) * w, r["per_class"], w, label=r["rule"])
     ax.set_xticks(range(len(class_names)), class_names, fontsize=7, rotation=30)
     ax.set(ylabel="test accuracy (%)", ylim=(0, 100), title=title)
-    ax.legend(fontsize=7, ncol=max(1, len(rows)), loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
+    ax.legend(fontsize=7, ncol=max(1, len(rows)), loc="lower center", bbox_to_anchor=(0.5, 1.04), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -106,8 +106,8 @@ def figures(s: Study, out_dir) -> list:
 
 
 def ecgan_bars(d: pd.DataFrame):
-    """Final test accuracy per method and labelled fraction (mean ± std over seeds); the legend below the axes,
-    the y range showing every bar and its error bar."""
+    """Final test accuracy per method and labelled fraction (mean ± std over seeds); the legend above the axes
+    (clear of bars and tick labels), the y range showing every bar and its error bar."""
     import matplotlib.pyplot as plt
 
     from .experiments import METHODS
@@ -124,7 +124,7 @@ def ecgan_bars(d: pd.DataFrame):
         highs.append(np.nanmax(g["mean"] + std))
     ax.set_xticks(range(len(fracs)), [f"{100 * f:g} % labelled" for f in fracs])
     ax.set(ylabel="test accuracy (%)", ylim=(max(0, min(lows) - 5), max(100, max(highs) + 1)))
-    ax.legend(fontsize=7, ncol=len(methods), loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
+    ax.legend(fontsize=7, ncol=len(methods), loc="lower center", bbox_to_anchor=(0.5, 1.04), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -170,6 +170,8 @@ def test_the_ecgan_figure_keeps_its_legend_off_the_bars():
     ax = fig.axes[0]
     fig.canvas.draw()
     legend = ax.get_legend().get_window_extent()
-    assert legend.y1 <= ax.get_window_extent().y0  # below the axes: it hides no bar
+    assert not legend.overlaps(ax.get_window_extent())  # outside the axes: it hides no bar
+    labels = ax.get_xticklabels() + ax.get_yticklabels() + [ax.xaxis.label, ax.yaxis.label]
+    assert not any(legend.overlaps(t.get_window_extent()) for t in labels)  # nor any label
     lo, hi = ax.get_ylim()
     assert lo <= d["final_accuracy"].min() - 1 and hi >= d["final_accuracy"].max() + 1  # every error bar shows

@@ -150,7 +150,12 @@ def test_rule_table_keeps_each_rules_runs_apart():
     assert t.loc[0, "error (%)"] == "20.50 ± 0.71 (2 seeds)" and t.loc[1, "per_class"] == [70.0, 30.0]
     assert t.loc[2, "per_class"] is None and t.loc[2, "error (%)"] == "–"
     fig = per_class_accuracy(t, ["a", "b"])
-    assert len(fig.axes[0].patches) == 4  # two rules with runs, two classes
+    ax = fig.axes[0]
+    assert len(ax.patches) == 4  # two rules with runs, two classes
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()  # clear of the bars and of every label
+    assert not legend.overlaps(ax.get_window_extent())
+    assert not any(legend.overlaps(t.get_window_extent()) for t in ax.get_xticklabels() + [ax.xaxis.label, ax.yaxis.label])
 
 
 def test_ecgan_rule_table_and_the_papers_table_keep_the_rules_apart():
