@@ -50,14 +50,18 @@ def job_kind(job: Job) -> str:
     return job.what if job.config is None else _kind(job.config)
 
 
-def select(jobs: list, only=None) -> list:
-    """The jobs of the kinds in `only` (all when empty), in their order; an unknown kind is a LabError."""
-    if not only:
-        return list(jobs)
-    bad = sorted(set(only) - set(JOB_KINDS))
+def check_kinds(only) -> tuple:
+    """`only` as a tuple of `JOB_KINDS`; an unknown kind is a LabError (before any dataset is read)."""
+    bad = sorted(set(only or ()) - set(JOB_KINDS))
     if bad:
         raise LabError(f"study --only: unknown kind(s) {', '.join(bad)}; choose from {', '.join(JOB_KINDS)}.")
-    return [j for j in jobs if job_kind(j) in only]
+    return tuple(only or ())
+
+
+def select(jobs: list, only=None) -> list:
+    """The jobs of the kinds in `only` (all when empty), in their order; an unknown kind is a LabError."""
+    only = check_kinds(only)
+    return [j for j in jobs if job_kind(j) in only] if only else list(jobs)
 
 
 def _kind(cfg) -> str:

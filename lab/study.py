@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import ledger as lg
 from .errors import LabError
-from .jobs import estimate, in_ledger, plan, rates, ready, run_job, select
+from .jobs import check_kinds, estimate, in_ledger, plan, rates, ready, run_job, select
 from .manifest import Job, manifest, needs  # noqa: F401 (Job: the study's API too)
 from .runs import lock_holder, run_dir
 
@@ -155,6 +155,7 @@ def study(minutes: float, lanes: int = None, profile: str = "study", root="runs/
 
     if not minutes or minutes <= 0:
         raise LabError(f"--minutes must be a positive number of minutes, got {minutes!r}.")
+    check_kinds(only)
     lanes = lanes or max(1, os.cpu_count() or 1)
     root, ledger = Path(root).resolve(), Path(ledger).resolve()
     jobs = select(manifest(profile, data_root, steps), only)
@@ -188,6 +189,7 @@ def study_on_grid(minutes: float, backend: str = "ray", address: str = None, num
 
     if not minutes or minutes <= 0:
         raise LabError(f"--minutes must be a positive number of minutes, got {minutes!r}.")
+    check_kinds(only)
     root, ledger = Path(root).resolve(), Path(ledger).resolve()
     n = grid.slots(backend, address, num_cpus, num_gpus)
     jobs = plan(select(manifest(profile, data_root, steps), only), ledger, root, 60 * minutes * n, profile)
@@ -216,7 +218,7 @@ def study_on_grid(minutes: float, backend: str = "ray", address: str = None, num
 
 def status(profile: str = "study", ledger=lg.DEFAULT, data_root: str = "data", only=()) -> dict:
     """Jobs of the manifest (of the kinds in `only`) by tier: how many the ledger holds and how many remain."""
-    out = {}
+    out, only = {}, check_kinds(only)
     for j in select(manifest(profile, data_root), only):
         t = out.setdefault(j.priority, {"done": 0, "todo": 0})
         t["done" if in_ledger(j, ledger) else "todo"] += 1

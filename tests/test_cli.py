@@ -213,6 +213,7 @@ def test_the_api_takes_the_run_lock_too(tmp_path, digits_train):
     (["demo", "--only", "99"], ["--only 99: no notebook starts with that"]),
     (["bench", "gan", "--steps", "0"], ["argument --steps: must be at least 1, got 0"]),
     (["study", "--minutes", "nan"], ["argument --minutes: must be a positive number, got nan"]),
+    (["study", "--status", "--only", "ecgan,gans"], ["study --only: unknown kind(s) gans; choose from gan, real"]),
     (["synthesize", "--card", "c", "--n", "-3", "--out", "o"], ["argument --n: must be at least 1, got -3"]),
 ])
 def test_other_commands_refuse_bad_arguments_with_exit_2(tmp_path, args, parts):
@@ -220,3 +221,9 @@ def test_other_commands_refuse_bad_arguments_with_exit_2(tmp_path, args, parts):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert all(p in r.stderr for p in parts), r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_study_status_counts_only_the_kinds_asked_for(tmp_path):
+    r = lab("study", "--status", "--only", "ecgan", "--ledger", tmp_path / "ledger", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["tier 5: 0 in the ledger, 30 to do", "tier 8: 0 in the ledger, 21 to do"]
