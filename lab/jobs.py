@@ -72,9 +72,15 @@ def _kind(cfg) -> str:
     return "real" if cfg.source == "real" else "stream"
 
 
+def _method_key(cfg) -> str | None:
+    """EC-GAN's methods differ in cost (C alone: about a quarter of EC-GAN's step): "ecgan:<method>"."""
+    return f"ecgan:{cfg.method}" if isinstance(cfg, ECGANConfig) else None
+
+
 def rates(ledger) -> dict:
-    """{"gan" | "real" | "stream" | "ecgan": median seconds per step of the ledger's runs of that kind trained on
-    this CPU} (a run's training seconds from its record, else from its stats: resumed runs whole)."""
+    """{"gan" | "real" | "stream" | "ecgan" | "ecgan:<method>": median seconds per step of the ledger's runs of
+    that kind (and EC-GAN method) trained on this CPU}: a run's wall time from its record (evaluations, export)
+    where that covers its training, else its training seconds (from its stats: a resumed run whole)."""
     from .config import ClassifierConfig
     from .host import cpu_model
 
@@ -84,15 +90,18 @@ def rates(ledger) -> dict:
             continue
         run = Run(Path(ledger) / k / name)
         cfg = run.config({"gan": GANConfig, "classifier": ClassifierConfig, "ecgan": ECGANConfig}[k])
-        seconds = rec.get("train_seconds") or lg.train_seconds(run)
+        seconds = max(rec.get("train_seconds") or lg.train_seconds(run), rec.get("seconds") or 0)
         if seconds and cfg.steps:
-            per.setdefault(_kind(cfg), []).append(seconds / cfg.steps)
+            for key in (_kind(cfg), _method_key(cfg)):
+                if key:
+                    per.setdefault(key, []).append(seconds / cfg.steps)
     return {k: sorted(v)[len(v) // 2] for k, v in per.items()}
 
 
 def estimate(job: Job, ledger, profile: str = "study", known: dict = None) -> float:
     """Seconds a job should take on this machine: its steps times the median seconds per step of the ledger's
-    runs of its kind on this CPU (`rates`, or `known` when given), else `DEFAULT_SEC_PER_STEP`; a GAN set's
+    runs of its kind on this CPU (`rates`, or `known` when given; an EC-GAN run: of its method where the ledger
+    has one), else `DEFAULT_SEC_PER_STEP`; a GAN set's
     metrics: its images through the FID network (with the reference images, which the first set of a machine
     computes)."""
     if job.config is None:
@@ -102,7 +111,8 @@ def estimate(job: Job, ledger, profile: str = "study", known: dict = None) -> fl
         return 60 + (P.n_fid + P.n_metrics + (P.n_fid_reference if P.n_fid else 0)) / IMAGES_PER_SECOND
     kind = _kind(job.config)
     known = rates(ledger) if known is None else known
-    return known.get(kind, DEFAULT_SEC_PER_STEP[kind]) * (job.config.steps or 1)
+    rate = known.get(_method_key(job.config)) or known.get(kind, DEFAULT_SEC_PER_STEP[kind])
+    return rate * (job.config.steps or 1)
 
 
 # --- Doing one job ------------------------------------------------------------------------------

@@ -172,6 +172,31 @@ def test_the_study_on_a_ray_grid_fills_the_ledger_as_the_lanes_do(tmp_path, tiny
                                results=False, steps=4, only=KINDS, progress=False) == []
 
 
+def test_rates_are_per_kind_and_per_ecgan_method_from_this_cpus_records(tmp_path):
+    """EC-GAN's classifier alone costs about a quarter of EC-GAN's step: each method is estimated by its own
+    records (a lane must not start an 18-minute run on a 4-minute estimate), by the pooled kind where the ledger
+    has none of that method; a record's wall time counts where it covers the training."""
+    from lab.host import cpu_model
+    from lab.presets import preset
+
+    base = preset("fashion-ecgan-study")
+    for i, (method, wall, train, cpu) in enumerate([("classifier", 300.0, 240.0, cpu_model()),
+                                                    ("ecgan", 1200.0, 1000.0, cpu_model()),
+                                                    ("ecgan", 1500.0, 900.0, cpu_model()),
+                                                    ("ecgan", 60.0, 50.0, "another CPU")]):
+        run = tmp_path / "ecgan" / f"r{i}"
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps(base.replace(method=method, seed=i).to_dict()))
+        (run / "record.json").write_text(json.dumps({"seconds": wall, "train_seconds": train, "machine": {"cpu": cpu}}))
+    r = jobs_.rates(tmp_path)
+    assert r["ecgan:classifier"] == 300 / 1500 and r["ecgan:ecgan"] == 1500 / 1500  # medians; wall > training
+    assert r["ecgan"] == 1200 / 1500 and "another" not in str(r)  # pooled, this CPU's records only
+    ec = {j.config.method: j for j in study.manifest("study") if j.kind == "ecgan" and j.priority == 5}
+    assert jobs_.estimate(ec["classifier"], tmp_path, known=r) == 300
+    assert jobs_.estimate(ec["ecgan"], tmp_path, known=r) == 1500
+    assert jobs_.estimate(ec["shared-dcgan"], tmp_path, known=r) == 1200  # no record of its own: the pooled rate
+
+
 def test_minutes_must_be_positive(tmp_path):
     from lab.errors import LabError
 
