@@ -54,9 +54,23 @@ def manifest(profile: str = "study", data_root: str = "data", steps: int = None)
     # Each GAN's per-class acceptance (a minute) as soon as it and the filter exist: every claim's GAN check.
     jobs += [Job(priority(c, P, run_dir(head).name, base), None, (run_dir(c).name,), filt, "acceptance")
              for c in configs if isinstance(c, GANConfig)]
-    # Within a tier the grids' order, except that the unfiltered streams follow the filtered ones (the headline).
+    # Within a tier the grids' order, except that the runs of a claim tested over seeds (the BatchNorm ablation,
+    # the class-adaptive rules) come before the descriptive ones (sweeps, same-#epochs rows, the BigGAN variant),
+    # and the unfiltered streams follow the filtered ones (the headline).
     unfiltered = lambda j: j.config is not None and getattr(j.config, "source", "") == "gan" and j.config.threshold is None
-    return sorted(jobs, key=lambda j: (j.priority, unfiltered(j)))
+    return sorted(jobs, key=lambda j: (j.priority, descriptive(j.config, P, base), unfiltered(j)))
+
+
+def descriptive(cfg, P, base: ClassifierConfig) -> bool:
+    """A run that only describes (one point of a sweep, a same-#epochs row, EC-GAN's BigGAN variant), which no
+    claim's verdict reads."""
+    if cfg is None or isinstance(cfg, GANConfig):
+        return False
+    if isinstance(cfg, ECGANConfig):
+        return cfg.method == "ecgan-biggan" or cfg.lam != P.ecgan_lambda or cfg.threshold != P.ecgan_threshold
+    if cfg.source == "real":
+        return cfg.steps != base.steps
+    return cfg.threshold not in (P.threshold, None)
 
 
 def priority(cfg, P, head_gan: str, base: ClassifierConfig) -> int:

@@ -42,6 +42,14 @@ def test_the_manifest_is_the_union_of_the_grids_in_priority_order():
     assert len(metrics) >= 8 and all(j.priority == 9 for j in metrics)  # the FID correlation's >= 8 GAN sets
     ec = [j.config for j in jobs if j.kind == "ecgan" and j.priority == 5]
     assert {c.fraction for c in ec} == {0.1, 0.3} and {c.seed for c in ec} == {0, 1, 2}
+    # Within tier 8 the runs that claims test over seeds (BN ablation, adaptive rules) precede the sweeps.
+    from lab.manifest import descriptive
+
+    P, base = profiles.get("study"), next(j.config for j in jobs if j.priority == 0)
+    eight = [descriptive(j.config, P, base) for j in jobs if j.priority == 8]
+    assert eight == sorted(eight) and 0 < sum(eight) < len(eight)
+    ablation = [j.config for j in jobs if j.priority == 8 and not descriptive(j.config, P, base) and j.kind == "ecgan"]
+    assert {(c.bn_stats, c.threshold_mode) for c in ablation} == {("real", "fixed"), ("all", "freematch"), ("all", "flexmatch")}
 
 
 def test_a_tiny_study_into_a_ledger(tmp_path, tiny, digits_root, monkeypatch):
