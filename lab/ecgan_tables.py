@@ -40,10 +40,12 @@ def ecgan_results(root=None, dataset: str = None, runs=None) -> list:
     return rows
 
 
-BN_COLUMNS = {  # EC-GAN with and without its fakes in C's BatchNorm running statistics, beside C alone
-    "classifier alone": ("classifier", "all"),
+BN_COLUMNS = {  # EC-GAN and the shared ResNet discriminator with and without fakes in their BatchNorm running
+    "classifier alone": ("classifier", "all"),  # statistics, beside C alone
     "EC-GAN (fakes in BN statistics, the official code)": ("ecgan", "all"),
     "EC-GAN (fakes out of BN running statistics)": ("ecgan", "real"),
+    "shared ResNet D (fakes in BN statistics)": ("shared-resnet", "all"),
+    "shared ResNet D (fakes out of BN running statistics)": ("shared-resnet", "real"),
 }
 
 
@@ -69,13 +71,14 @@ def _fixed_rule(d):
 
 
 def ecgan_bn_table(results_df, which: str = "final_accuracy"):
-    """Accuracy (mean ± std over seeds) of C alone and of EC-GAN with `bn_stats` "all" and "real", one row
-    per labelled size with EC-GAN runs at `bn_stats="real"` (notebook 07: the first fraction only).
+    """Accuracy (mean ± std over seeds) of C alone, and of EC-GAN and the shared ResNet discriminator with
+    `bn_stats` "all" and "real", one row per labelled size with runs at `bn_stats="real"` (notebook 07: the
+    first fraction only).
     `results_df`: `ecgan_results` of one λ and t."""
     import pandas as pd
 
     d = _fixed_rule(results_df)
-    real = d[(d["method"] == "ecgan") & (d["bn_stats"] == "real")] if len(d) else d
+    real = d[d["bn_stats"] == "real"] if len(d) else d
     rows = []
     for frac in sorted(set(real["fraction"]) if len(real) else ()):
         row = {"size": f"{100 * frac:g}%"}

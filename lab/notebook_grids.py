@@ -96,9 +96,9 @@ def ecgan_table_grid(profile, data_root="data", lam="profile", threshold="profil
                      biggan_seeds=None, lambda_sweep=None, t_sweep=None, steps=None) -> list:
     """Notebook 07: every method at every labelled fraction and seed (the BigGAN variant with its own seeds),
     then EC-GAN's λ and t sweeps at the first fraction, EC-GAN under each class-adaptive pseudo-label rule of the
-    profile (`Profile.ecgan_threshold_modes`) at every fraction and seed, and EC-GAN with its fakes kept out of C's BatchNorm
-    running statistics (`bn_stats="real"`) at the first fraction for every seed. lam, threshold "profile": the
-    profile's headline λ and t."""
+    profile (`Profile.ecgan_threshold_modes`) at every fraction and seed, and EC-GAN and the shared ResNet
+    discriminator with their fakes kept out of BatchNorm running statistics (`bn_stats="real"`) at the first
+    fraction for every seed. lam, threshold "profile": the profile's headline λ and t."""
     from .profiles import get
 
     P = get(profile)
@@ -110,7 +110,8 @@ def ecgan_table_grid(profile, data_root="data", lam="profile", threshold="profil
     frac = fractions[0]
     sweeps = [base.replace(method="ecgan", fraction=frac, lam=v) for v in (P.lambda_sweep if lambda_sweep is None else lambda_sweep)]
     sweeps += [base.replace(method="ecgan", fraction=frac, threshold=v) for v in (P.t_sweep if t_sweep is None else t_sweep)]
-    bn_real = [base.replace(method="ecgan", fraction=frac, seed=s, bn_stats="real") for s in seeds]
+    bn_real = [base.replace(method=m, fraction=frac, seed=s, bn_stats="real") for m in ("ecgan", "shared-resnet")
+               for s in seeds]
     adaptive = [base.replace(method="ecgan", fraction=f, seed=s, threshold_mode=m)
                 for m in P.ecgan_threshold_modes for f in fractions for s in seeds]
     return unique(table + sweeps + bn_real + adaptive)

@@ -86,8 +86,8 @@ def _store(root, data, moving_run=None):
         elif isinstance(c, ECGANConfig):
             a = acc[c.method] + 0.2 * c.seed + (1.5 if c.bn_stats == "real" else 0.0) + (
                 0.9 if c.threshold_mode == "flexmatch" else 0.0)
-            _done(Run(run_dir(c, root)), c, a, "test_acc", step=c.steps, epochs=1.0, final_accuracy=a,
-                  best_accuracy=a, n_labelled=1000)
+            _done(Run(run_dir(c, root)), c, a, "test_acc", moving=run_dir(c).name == moving_run, step=c.steps,
+                  epochs=1.0, final_accuracy=a, best_accuracy=a, n_labelled=1000)
         else:
             (root / "metrics").mkdir(exist_ok=True)
             per_class = [0.6] * 10 if j.gans != (gans[("add", 0)],) else [0.03] + [0.7] * 9
@@ -132,6 +132,8 @@ def test_results_md_from_a_known_store(tmp_path, smoke3):
     assert v["The shared DCGAN discriminator beats its classifier alone"] == "not reproduced"
     bn = next(line for line in text.splitlines() if "BatchNorm running statistics" in line)
     assert "25 %: 93.70 ± 0.20 (3 seeds) vs 92.20 ± 0.20 (3 seeds)" in bn and bn.endswith("**reproduced** |")
+    shared = next(line for line in text.splitlines() if "shared ResNet discriminator's BatchNorm" in line)
+    assert "25 %: 93.80 ± 0.20 (3 seeds) vs 92.30 ± 0.20 (3 seeds)" in shared and shared.endswith("**reproduced** |")
     assert f"| {_p(ttest_ind([93.5, 93.7, 93.9], [92.0, 92.2, 92.4], equal_var=False).pvalue)} |" in bn
     assert "20.10 ± 0.10 (3 seeds) vs 4.01 ± 0.01 (3 seeds)" in text  # one GAN vs all 4,000 real images
     assert "31.03 ± 0.95 (3 GANs) vs 21.03 ± 0.95 (3 GANs)" in text  # concat vs add: the spread between GANs
@@ -159,6 +161,20 @@ def test_a_claim_whose_runs_fail_a_rule_gets_no_verdict(tmp_path, smoke3):
     assert v["Samples of one GAN train a worse classifier than the real data (same #steps)"] == why
     assert v["Filtering by the pretrained classifier (t = 0.9) lowers the error against the unfiltered stream"] \
         == "reproduced"
+
+
+def test_an_ecgan_claim_needs_every_run_it_compares_plateaued(tmp_path, smoke3):
+    """Rule 1 holds for EC-GAN's claims too, not only for the classifier alone (rule 7): a shared ResNet
+    discriminator whose accuracy still moves at its end leaves its claim inconclusive; the others keep theirs."""
+    cfg = next(j.config for j in study.manifest("smoke", smoke3)
+               if j.kind == "ecgan" and j.config.method == "shared-resnet" and j.config.seed == 1)
+    moving = run_dir(cfg).name
+    _store(tmp_path / "runs", smoke3, moving_run=moving)
+    s = results.load(tmp_path / "runs", "smoke", smoke3)
+    v = {c["claim"]: c["verdict"] for c in report.ecgan_claims(s)}
+    assert v["EC-GAN beats the shared ResNet discriminator"] == \
+        f"inconclusive (budget: run {moving} moved 4.00 points between the last two fifths (> 1))"
+    assert v["EC-GAN beats the classifier alone"] == "reproduced"
 
 
 def test_the_ecgan_figure_keeps_its_legend_off_the_bars():
