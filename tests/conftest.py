@@ -5,6 +5,7 @@ under a fresh temp root, with torchvision's expected checksums patched to theirs
 ``tests/fixtures.py``); each yields a ``FakeData`` (``.root``, ``.pixels(split)``,
 ``.labels(split)``, ``.classes``). ``digits_train`` / ``digits_test``: the embedded digits, loaded once.
 """
+import dataclasses
 import os
 
 # Under pytest-xdist (`-n auto` in pyproject.toml) every worker process gets an equal share of the cores, set
@@ -119,3 +120,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """The smoke profile with a threshold every untrained GAN meets (t = 0: the filter's argmax is the class),
+    one sweep point and one seed everywhere: every job of its manifest runs in seconds."""
+    from lab import profiles
+
+    smoke = profiles.get("smoke")
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(
+        smoke, threshold=0.0, sweep=(None, 0.0), classifier_seeds=(0,), lambda_sweep=(0.1,), t_sweep=(0.7,),
+        n_metrics=100, real_fractions=(0.5, 1.0)))
+    return "smoke"

@@ -10,7 +10,8 @@ import time
 import pytest
 import torch
 
-from lab import grid
+from lab import grid, study
+from lab import jobs as jobs_
 from lab.config import ClassifierConfig
 from lab.errors import LabError
 from lab.presets import preset
@@ -175,3 +176,19 @@ def test_the_local_backend_trains_the_free_runs_before_one_another_process_is_tr
     holder.join()
     runner.join(120)
     assert [r.ok for r in out] == [True, True] and Run(paths[0]).is_done()
+
+
+def test_the_study_on_a_ray_grid_fills_the_ledger_as_the_lanes_do(tmp_path, local_ray, tiny, digits_root):
+    KINDS = ("real", "gan", "stream", "acceptance")  # GANs and the filter before the streams that read them
+    root, ledger = tmp_path / "runs", tmp_path / "ledger"
+    out = study.study_on_grid(30, "ray", None, 1, 0, tiny, root, ledger, str(digits_root), results=False,
+                              steps=4, only=KINDS, progress=False)
+    jobs = jobs_.select(study.manifest(tiny, str(digits_root), steps=4), KINDS)
+    assert len(out) == len(jobs) and all(jobs_.in_ledger(j, ledger) for j in jobs)
+    for j in jobs:
+        if j.config is not None:  # each run's record names the worker that trained it
+            rec = json.loads((ledger / j.config.kind / j.name() / "record.json").read_text())
+            assert rec["machine"]["cpu"] and rec["machine"]["torch_threads"] == 1 and rec["seconds"] > 0
+    # A second call finds everything in the ledger: nothing planned, nothing trained.
+    assert study.study_on_grid(30, "local", profile=tiny, root=root, ledger=ledger, data_root=str(digits_root),
+                               results=False, steps=4, only=KINDS, progress=False) == []

@@ -1,7 +1,6 @@
 """lab.study and lab.ledger: the manifest, a whole (tiny) study into a ledger, a second call that trains nothing,
 the ledger's weights against the runs' checkpoints, a restore into a fresh run store, RESULTS.md from the
 ledger with no dataset on disk; and the committed RESULTS.md against the committed ledger."""
-import dataclasses
 import json
 from pathlib import Path
 
@@ -17,15 +16,6 @@ from lab.runs import Run
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def tiny(monkeypatch):
-    """The smoke profile with a threshold every untrained GAN meets (t = 0: the filter's argmax is the class),
-    one sweep point and one seed everywhere: every job of its manifest runs in seconds."""
-    smoke = profiles.get("smoke")
-    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(
-        smoke, threshold=0.0, sweep=(None, 0.0), classifier_seeds=(0,), lambda_sweep=(0.1,), t_sweep=(0.7,),
-        n_metrics=100, real_fractions=(0.5, 1.0)))
-    return "smoke"
 
 
 def test_the_manifest_is_the_union_of_the_grids_in_priority_order():
@@ -156,28 +146,6 @@ def test_a_plan_takes_jobs_in_priority_order_within_its_budget_and_only_what_can
     assert sum(est[j.name()] for j in taken) <= 10_000 and taken == [j for j in jobs if j in taken]
     cheap = [j for j in jobs if jobs_.job_kind(j) in ("real", "ecgan")]
     assert taken == cheap[:len(taken)] or sum(est[j.name()] for j in cheap[:len(taken) + 1]) > 10_000
-
-
-def test_the_study_on_a_ray_grid_fills_the_ledger_as_the_lanes_do(tmp_path, tiny, digits_root):
-    KINDS = ("real", "gan", "stream", "acceptance")  # GANs and the filter before the streams that read them
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e .[dev] installs it)")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 2**20,
-             ignore_reinit_error=True)
-    try:
-        root, ledger = tmp_path / "runs", tmp_path / "ledger"
-        out = study.study_on_grid(30, "ray", None, 1, 0, tiny, root, ledger, str(digits_root), results=False,
-                                  steps=4, only=KINDS, progress=False)
-    finally:
-        ray.shutdown()
-    jobs = jobs_.select(study.manifest(tiny, str(digits_root), steps=4), KINDS)
-    assert len(out) == len(jobs) and all(jobs_.in_ledger(j, ledger) for j in jobs)
-    for j in jobs:
-        if j.config is not None:  # each run's record names the worker that trained it
-            rec = json.loads((ledger / j.config.kind / j.name() / "record.json").read_text())
-            assert rec["machine"]["cpu"] and rec["machine"]["torch_threads"] == 1 and rec["seconds"] > 0
-    # A second call finds everything in the ledger: nothing planned, nothing trained.
-    assert study.study_on_grid(30, "local", profile=tiny, root=root, ledger=ledger, data_root=str(digits_root),
-                               results=False, steps=4, only=KINDS, progress=False) == []
 
 
 def test_rates_are_per_kind_and_per_ecgan_method_from_this_cpus_records(tmp_path):
