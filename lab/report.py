@@ -62,7 +62,7 @@ def figures(s: Study, out_dir) -> list:
     out.mkdir(parents=True, exist_ok=True)
 
     def save(fig, name):
-        plots.export(fig, name, out)
+        plots.export(fig, name, out, width=fig.get_size_inches()[0])  # as drawn: a column or the page wide
         (out / f"{name}.pdf").unlink(missing_ok=True)  # PNG for the markdown page
         plt.close(fig)
         names.append(out / f"{name}.png")
