@@ -155,7 +155,8 @@ def metric_scatter(sets, correlations, metrics=("IS", "FID", "feature FD", "CAS"
         else:
             ax.text(0.5, 0.5, "not computed", ha="center", va="center", fontsize=7, transform=ax.transAxes)
         r = rho.get(m, {})
-        ax.set_title(f"{m}: ρ = {r.get('spearman rho')} (n = {r.get('GAN sets', 0)}, p = {r.get('p')})", fontsize=7)
+        num = lambda v: "–" if v is None or v != v else f"{v:.2g}"  # None / NaN: too few sets for a value
+        ax.set_title(f"ρ = {num(r.get('spearman rho'))}\n(n = {r.get('GAN sets', 0)}, p = {num(r.get('p'))})", fontsize=7)
         ax.set_xlabel(m, fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("error (%)")

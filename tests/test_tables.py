@@ -171,3 +171,22 @@ def test_ecgan_rule_table_and_the_papers_table_keep_the_rules_apart():
         "85.50 ± 0.71 (2 seeds)" and t.loc["10%", "EC-GAN, flexmatch"] == "–"
     paper = ecgan_table(pd.DataFrame(rows))
     assert paper.loc["10%", "EC-GAN"] == "80.50 ± 0.71 (2 seeds)"  # the fixed rule's runs only
+
+
+def test_the_metric_scatter_titles_fit_their_panels():
+    """One panel per metric, ρ, n and p in its title on two lines; a metric with too few sets reads "–"; no title
+    runs into its neighbour's."""
+    import pandas as pd
+
+    from lab.charts import metric_scatter
+
+    sets = pd.DataFrame({"error": [30.0, 25.0, 20.0], "IS": [None] * 3, "FID": [50.0, 40.0, 30.0],
+                         "feature FD": [9.0, 8.0, 7.0], "CAS": [60.0, 61.0, 62.0], "GANs": [1, 2, 4]})
+    corr = [{"metric": "FID", "spearman rho": 1.0, "GAN sets": 3, "p": 0.3333},
+            {"metric": "IS", "spearman rho": None, "GAN sets": 0, "p": None}]
+    fig = metric_scatter(sets, corr)
+    fig.canvas.draw()
+    titles = [ax.title for ax in fig.axes[:4]]
+    assert titles[1].get_text() == "ρ = 1\n(n = 3, p = 0.33)" and titles[0].get_text() == "ρ = –\n(n = 0, p = –)"
+    boxes = [t.get_window_extent() for t in titles]
+    assert not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))
