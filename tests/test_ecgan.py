@@ -396,8 +396,9 @@ def test_the_table_takes_exactly_the_grid_runs_of_every_fraction(tmp_path):
 
 
 def test_bn_table_sets_the_two_ecgan_variants_beside_the_classifier(tmp_path):
-    """Notebook 07's BatchNorm ablation: its grid adds EC-GAN with bn_stats="real" at the first fraction for every
-    seed, and the table puts those runs beside the default EC-GAN and C alone, and only at that fraction."""
+    """Notebook 07's BatchNorm ablation: its grid adds EC-GAN and the shared ResNet discriminator with
+    bn_stats="real" at the first fraction for every seed, and the table puts those runs beside their defaults and
+    C alone, and only at that fraction."""
     import pandas as pd
 
     import lab.ecgan_tables as tb
@@ -406,8 +407,10 @@ def test_bn_table_sets_the_two_ecgan_variants_beside_the_classifier(tmp_path):
 
     grid = notebook_grids.ecgan_table_grid("smoke", "data", fractions=(0.1, 0.3), seeds=(0, 1), lambda_sweep=(), t_sweep=())
     bn = [c for c in grid if c.bn_stats == "real"]
-    assert [(c.method, c.fraction, c.seed) for c in bn] == [("ecgan", 0.1, 0), ("ecgan", 0.1, 1)]
-    acc = {("classifier", "all"): 70.0, ("ecgan", "all"): 40.0, ("ecgan", "real"): 72.0}
+    assert [(c.method, c.fraction, c.seed) for c in bn] == [("ecgan", 0.1, 0), ("ecgan", 0.1, 1),
+                                                            ("shared-resnet", 0.1, 0), ("shared-resnet", 0.1, 1)]
+    acc = {("classifier", "all"): 70.0, ("ecgan", "all"): 40.0, ("ecgan", "real"): 72.0,
+           ("shared-resnet", "all"): 10.0, ("shared-resnet", "real"): 80.0}
     runs = []
     for cfg in grid:
         if (cfg.method, cfg.bn_stats) not in acc:
@@ -423,6 +426,8 @@ def test_bn_table_sets_the_two_ecgan_variants_beside_the_classifier(tmp_path):
     assert t.loc["10%", "classifier alone"] == "72.00 ± 1.41 (2 seeds)"
     assert t.loc["10%", "EC-GAN (fakes in BN statistics, the official code)"] == "42.00 ± 1.41 (2 seeds)"
     assert t.loc["10%", "EC-GAN (fakes out of BN running statistics)"] == "74.00 ± 1.41 (2 seeds)"
+    assert t.loc["10%", "shared ResNet D (fakes in BN statistics)"] == "12.00 ± 1.41 (2 seeds)"
+    assert t.loc["10%", "shared ResNet D (fakes out of BN running statistics)"] == "82.00 ± 1.41 (2 seeds)"
     assert tb.ecgan_bn_table(df[df["bn_stats"] == "all"]).empty  # no ablation runs: no rows
 
 
