@@ -140,7 +140,7 @@ def run_job(job: Job, root, ledger, profile: str, data_root: str, where: dict = 
     if not Run(path).is_done(_steps(job.config)):
         ex.train_config(job.config, root)
     if job.config.kind == "classifier" and job.config.source == "real" and not job.config.subset:
-        _record_dataset(job.config, ledger)
+        record_dataset(job.config, ledger)
     return lg.export(Run(path), ledger, round(time.perf_counter() - t0, 1), where)
 
 
@@ -166,7 +166,8 @@ def _acceptance(job: Job, root, ledger, P, where: dict, t0: float) -> Path:
     return dest
 
 
-def _record_dataset(cfg, ledger) -> None:
+def record_dataset(cfg, ledger) -> None:
+    """The dataset's training size and class names into the ledger (`lab results` reads them, no dataset needed)."""
     from .data import load_dataset
 
     test = load_dataset(cfg.dataset, "test", cfg.data_root)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import ledger as lg
 from .errors import LabError
-from .jobs import check_kinds, estimate, in_ledger, plan, rates, ready, run_job, select
+from .jobs import check_kinds, estimate, in_ledger, plan, rates, ready, record_dataset, run_job, select
 from .manifest import Job, manifest, needs  # noqa: F401 (Job: the study's API too)
 from .runs import lock_holder, run_dir
 
@@ -202,6 +202,8 @@ def study_on_grid(minutes: float, backend: str = "ray", address: str = None, num
     for r in grid.run([j.config for j in runs], backend, address, root, num_cpus, num_gpus, progress=progress):
         if r.ok:
             exported.append(lg.export(r.run, ledger, r.seconds, r.machine))
+            if r.config.kind == "classifier" and r.config.source == "real" and not r.config.subset:
+                record_dataset(r.config, ledger)  # the class names and size `lab results` reads
     where = machine()
     for j in jobs:
         if j.config is None and ready(j, root, ledger):

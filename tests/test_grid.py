@@ -185,6 +185,7 @@ def test_the_study_on_a_ray_grid_fills_the_ledger_as_the_lanes_do(tmp_path, loca
                               steps=4, only=KINDS, progress=False)
     jobs = jobs_.select(study.manifest(tiny, str(digits_root), steps=4), KINDS)
     assert len(out) == len(jobs) and all(jobs_.in_ledger(j, ledger) for j in jobs)
+    assert (ledger / "datasets.json").exists()  # what `lab results` reads with no dataset on disk
     for j in jobs:
         if j.config is not None:  # each run's record names the worker that trained it
             rec = json.loads((ledger / j.config.kind / j.name() / "record.json").read_text())
