@@ -101,7 +101,8 @@ def rates(ledger) -> dict:
 def estimate(job: Job, ledger, profile: str = "study", known: dict = None) -> float:
     """Seconds a job should take on this machine: its steps times the median seconds per step of the ledger's
     runs of its kind on this CPU (`rates`, or `known` when given; an EC-GAN run: of its method where the ledger
-    has one), else `DEFAULT_SEC_PER_STEP`; a GAN set's
+    has one, else of the slowest method it has: a lane then rather leaves a run for later than starts one that
+    overruns), else `DEFAULT_SEC_PER_STEP`; a GAN set's
     metrics: its images through the FID network (with the reference images, which the first set of a machine
     computes)."""
     if job.config is None:
@@ -111,8 +112,10 @@ def estimate(job: Job, ledger, profile: str = "study", known: dict = None) -> fl
         return 60 + (P.n_fid + P.n_metrics + (P.n_fid_reference if P.n_fid else 0)) / IMAGES_PER_SECOND
     kind = _kind(job.config)
     known = rates(ledger) if known is None else known
-    rate = known.get(_method_key(job.config)) or known.get(kind, DEFAULT_SEC_PER_STEP[kind])
-    return rate * (job.config.steps or 1)
+    rate = known.get(_method_key(job.config))
+    if rate is None and isinstance(job.config, ECGANConfig):  # a method with no record of its own: the slowest
+        rate = max((v for k, v in known.items() if k.startswith("ecgan:")), default=None)  # known (rather wait)
+    return (rate or known.get(kind, DEFAULT_SEC_PER_STEP[kind])) * (job.config.steps or 1)
 
 
 # --- Doing one job ------------------------------------------------------------------------------
