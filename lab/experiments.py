@@ -115,19 +115,22 @@ def train_stream(cfg: ClassifierConfig, path, root=None, on_step=None) -> Run:
     """Train (or resume) the GAN-stream classifier of `cfg` in `path`, on the GANs and filter of the store `root`."""
     from .sampling import FilteredSampler
     from .train.classifier import load_classifier, train_classifier
-    from .train.common import resolve_device
     from .train.gan import load_generator
+    from .train.loop import Runtime
 
     gan_runs = [Run(store(root) / "gan" / name) for name in cfg.gans]
     filter_run = Run(store(root) / "classifier" / cfg.filter)
     for r, what in [(g, "GAN") for g in gan_runs] + [(filter_run, "filter classifier")]:
         if not r.is_done():
             raise LabError(f"The {what} run {r.path} is not finished; train it first (a grid trains it in its first stage).")
-    dev = resolve_device(cfg.device)
-    gens = [load_generator(r.path, device=dev) for r in gan_runs]
-    clf = load_classifier(filter_run.path, device=dev)
-    stream = FilteredSampler(gens, clf, cfg.threshold, cfg.batch_size, seed=cfg.seed, device=dev, balanced=cfg.balanced,
-                             threshold_mode=cfg.threshold_mode)
+    # The GANs and the filter run in the run's own arithmetic and memory format (`Runtime.for_run`): drawing is
+    # most of a stream step (on one thread of the AVX2 EPYC, the study GAN's forward pass took 0.24 s per 88
+    # samples in the default layout and 0.16 s in channels_last, against 0.13 s for a classifier step of 64).
+    rt = Runtime.for_run(cfg, Run(path))
+    gens = [load_generator(r.path, device=rt.device).to(memory_format=rt.memory_format) for r in gan_runs]
+    clf = load_classifier(filter_run.path, device=rt.device).to(memory_format=rt.memory_format)
+    stream = FilteredSampler(gens, clf, cfg.threshold, cfg.batch_size, seed=cfg.seed, device=rt.device,
+                             balanced=cfg.balanced, threshold_mode=cfg.threshold_mode, autocast=lambda: rt.amp)
     return train_classifier(cfg, stream, path, on_step=on_step)
 
 

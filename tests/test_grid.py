@@ -143,6 +143,31 @@ def test_a_stream_classifier_waits_for_its_gans_and_filter(tmp_path):
     assert json.loads((res[0].run.path / "config.json").read_text())["source"] == "gan"
 
 
+@pytest.mark.parametrize("layout", ["on", "off"])
+def test_a_stream_draws_in_its_runs_memory_format(tmp_path, monkeypatch, layout):
+    """The GANs and the filter of a stream classifier run in the layout its runtime.json records."""
+    from lab import experiments as ex
+    from lab import sampling
+
+    gan, filt = _gan(steps=4), _clf(steps=4, subset=0)
+    res = grid.run([gan, filt], "local", root=tmp_path, progress=False)
+    assert all(r.ok for r in res), [r.error for r in res]
+    seen = []
+
+    class Spy(sampling.FilteredSampler):
+        def __init__(self, generators, classifier, *a, **kw):
+            seen.extend(p for m in [*generators, classifier] for p in m.parameters() if p.dim() == 4)
+            super().__init__(generators, classifier, *a, **kw)
+
+    monkeypatch.setattr(sampling, "FilteredSampler", Spy)
+    stream = ex.gan_classifier_config(_clf(steps=2, subset=0, channels_last=layout), [Run(run_dir(gan, tmp_path))],
+                                      Run(run_dir(filt, tmp_path)), None)
+    run = ex.stream_classifier(stream, root=tmp_path)
+    want = torch.channels_last if layout == "on" else torch.contiguous_format
+    assert seen and all(p.is_contiguous(memory_format=want) for p in seen)
+    assert json.loads((run.path / "runtime.json").read_text())["channels_last"] == (layout == "on")
+
+
 def test_the_board_counts_states(tmp_path):
     cfgs = [_gan(steps=4), _gan(seed=1, steps=4)]
     grid.run(cfgs[:1], "local", root=tmp_path, progress=False)
