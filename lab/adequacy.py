@@ -42,19 +42,25 @@ def plateau(evals, steps: int, points: float = PLATEAU_POINTS):
     last = [v for s, v in evals if 0.8 * steps < s <= steps]
     before = [v for s, v in evals if 0.6 * steps < s <= 0.8 * steps]
     if not last or not before:
-        return None, f"no evaluation in {'the last fifth' if not last else 'the fifth before the last'} of its {steps:,} steps"
+        return None, f"has no evaluation in {'the last fifth' if not last else 'the fifth before the last'} of its {steps:,} steps"
     moved = abs(float(np.mean(last)) - float(np.mean(before)))
     return moved, None if moved <= points else f"moved {moved:.2f} points between the last two fifths (> {points:g})"
 
 
 def plateaued(runs, what: str):
-    """None when every run of `runs` (dicts with "run", "steps", "evals") has plateaued; else the first that has
-    not, named, with its number."""
+    """None when every run of `runs` (dicts with "run", "steps", "evals") has plateaued; else the run that moved
+    most, named with its number, and how many of them failed (a run with no evaluation in a fifth counts as the
+    worst)."""
+    failed = []
     for r in runs:
-        _, why = plateau(r["evals"], r["steps"])
+        moved, why = plateau(r["evals"], r["steps"])
         if why:
-            return f"{what} {r['run']} {why}"
-    return None
+            failed.append((float("inf") if moved is None else moved, r["run"], why))
+    if not failed:
+        return None
+    _, name, why = max(failed, key=lambda f: f[0])
+    worst = f"{what} {name} {why}"
+    return worst if len(failed) == 1 else f"{len(failed)} of {len(runs)} {what}s failed it, the most: {worst}"
 
 
 def real_baseline(errors, n_real: int):

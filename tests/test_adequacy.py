@@ -17,17 +17,24 @@ def test_plateau_compares_the_last_two_fifths():
     falling = _evals([30, 25, 20, 18, 16, 14, 12.0, 11.0, 9.0, 8.5])
     moved, why = aq.plateau(falling, 1000)
     assert moved == pytest.approx(2.75) and why == "moved 2.75 points between the last two fifths (> 1)"
-    assert aq.plateau(_evals([10.0, 11.0], 1000, 500), 1000)[1] == "no evaluation in the fifth before the last of its 1,000 steps"
-    assert aq.plateau([], 1000)[1] == "no evaluation in the last fifth of its 1,000 steps"
+    assert aq.plateau(_evals([10.0, 11.0], 1000, 500), 1000)[1] == "has no evaluation in the fifth before the last of its 1,000 steps"
+    assert aq.plateau([], 1000)[1] == "has no evaluation in the last fifth of its 1,000 steps"
     edge = [(800, 10.0), (1000, 11.0)]  # exactly 1 point: passes
     assert aq.plateau(edge, 1000)[1] is None
 
 
-def test_plateaued_names_the_first_run_that_moved():
+def test_plateaued_names_the_run_that_moved_most_and_counts_the_others():
     runs = [{"run": "a", "steps": 1000, "evals": _evals([9] * 10)},
-            {"run": "b", "steps": 1000, "evals": _evals([20] * 7 + [18, 12, 11])}]
+            {"run": "b", "steps": 1000, "evals": _evals([20] * 7 + [18, 12, 11])},
+            {"run": "c", "steps": 1000, "evals": _evals([40] * 7 + [30, 12, 10])},
+            {"run": "d", "steps": 1000, "evals": [(1000, 9.0)]}]
     assert aq.plateaued(runs[:1], "run") is None
-    assert aq.plateaued(runs, "run") == "run b moved 7.50 points between the last two fifths (> 1)"
+    assert aq.plateaued(runs[:2], "run") == "run b moved 7.50 points between the last two fifths (> 1)"
+    assert aq.plateaued(runs[:3], "run") == \
+        "2 of 3 runs failed it, the most: run c moved 24.00 points between the last two fifths (> 1)"
+    assert aq.plateaued(runs, "classifier-alone run") == ("3 of 4 classifier-alone runs failed it, the most: "
+                                                          "classifier-alone run d has no evaluation in the fifth before "
+                                                          "the last of its 1,000 steps")
 
 
 def test_real_baseline():
