@@ -291,6 +291,25 @@ def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, digits_train, officia
     assert a.done() == b.done()
 
 
+def test_a_finished_run_given_more_iterations_continues_to_the_longer_run(tmp_path, digits_train):
+    """`steps` is not part of a run's identity and EC-GAN's schedule does not depend on it: a finished run of 4
+    iterations, asked for 7, resumes from its last checkpoint and ends equal to a run of 7 from the start (the
+    study lengthens its EC-GAN runs this way)."""
+    from lab.runs import get_or_train
+
+    cfg = tiny(steps=7, eval_every=2, log_every=2, ckpt_every=4)
+    labelled = ec.labelled_subset(cfg, digits_train)
+    a = ec.train_ecgan(cfg, labelled, tmp_path / "a")
+    train = lambda c, path: ec.train_ecgan(c, labelled, path)
+    short = get_or_train(cfg.replace(steps=4), train, root=tmp_path / "store")
+    assert short.done()["step"] == 4
+    b = get_or_train(cfg, train, root=tmp_path / "store")
+    assert b.path == short.path and b.done()["step"] == 7
+    sa, sb = a.load_checkpoint(), b.load_checkpoint()
+    assert all(torch.equal(sa["models"][r][k], sb["models"][r][k]) for r in sa["models"] for k in sa["models"][r])
+    assert _timeless(a.stats()) == _timeless(b.stats()) and a.done() == b.done()
+
+
 @pytest.mark.parametrize("real_range", ["[-1,1]", "[0,1]"])
 def test_real_images_reach_d_and_c_in_the_configured_range(tmp_path, digits_train, monkeypatch, real_range):
     seen = {"C": [], "D": []}  # (batch size, min, max) of every input
