@@ -98,13 +98,14 @@ def rates(ledger) -> dict:
     return {k: sorted(v)[len(v) // 2] for k, v in per.items()}
 
 
-def estimate(job: Job, ledger, profile: str = "study", known: dict = None) -> float:
+def estimate(job: Job, ledger, profile: str = "study", known: dict = None, root=None) -> float:
     """Seconds a job should take on this machine: its steps times the median seconds per step of the ledger's
     runs of its kind on this CPU (`rates`, or `known` when given; an EC-GAN run: of its method where the ledger
     has one, else of the slowest method it has: a lane then rather leaves a run for later than starts one that
     overruns), else `DEFAULT_SEC_PER_STEP`; a GAN set's
     metrics: its images through the FID network (with the reference images, which the first set of a machine
-    computes)."""
+    computes). Only the steps left count where the run store `root` holds the run finished at fewer steps (a
+    longer budget continues it from its last checkpoint)."""
     if job.config is None:
         P = profiles.get(profile)
         if job.what == "acceptance":
@@ -115,7 +116,11 @@ def estimate(job: Job, ledger, profile: str = "study", known: dict = None) -> fl
     rate = known.get(_method_key(job.config))
     if rate is None and isinstance(job.config, ECGANConfig):  # a method with no record of its own: the slowest
         rate = max((v for k, v in known.items() if k.startswith("ecgan:")), default=None)  # known (rather wait)
-    return (rate or known.get(kind, DEFAULT_SEC_PER_STEP[kind])) * (job.config.steps or 1)
+    steps = job.config.steps or 1
+    done = Run(Path(root) / job.config.kind / run_dir(job.config).name).done() if root is not None else None
+    if done and 0 < done.get("step", 0) < steps:
+        steps -= done["step"]
+    return (rate or known.get(kind, DEFAULT_SEC_PER_STEP[kind])) * steps
 
 
 # --- Doing one job ------------------------------------------------------------------------------
@@ -191,7 +196,7 @@ def plan(jobs: list, ledger, root, seconds: float, profile: str = "study", known
     for j in jobs:
         if in_ledger(j, ledger):
             continue
-        e = estimate(j, ledger, profile, known)
+        e = estimate(j, ledger, profile, known, root)
         ready = all(lg.has(ledger, k, n) or Run(Path(root) / k / n).is_done() or f"{k}/{n}" in names for k, n in needs(j))
         if ready and used + e <= seconds:
             taken.append(j)

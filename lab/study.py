@@ -56,7 +56,7 @@ def lane(jobs: list, root, ledger, deadline: float, profile: str, data_root: str
             return done
         left = deadline - time.time()
         known = rates(ledger)  # once per pick: the ledger's records are read once, not once per job
-        fits = [j for j in todo if estimate(j, ledger, profile, known) <= left]
+        fits = [j for j in todo if estimate(j, ledger, profile, known, root) <= left]
         if not fits:
             return done
         picked = None
@@ -79,7 +79,7 @@ def lane(jobs: list, root, ledger, deadline: float, profile: str, data_root: str
             continue
         j, claim = picked
         t0 = time.time()
-        log(f"study: {j.name(root)} (tier {j.priority}, about {estimate(j, ledger, profile, known) / 60:.0f} min) ...")
+        log(f"study: {j.name(root)} (tier {j.priority}, about {estimate(j, ledger, profile, known, root) / 60:.0f} min) ...")
         try:
             out = run_job(j, root, ledger, profile, data_root, where)
             log(f"study: {j.name(root)} -> {out} in {(time.time() - t0) / 60:.1f} min")

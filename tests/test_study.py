@@ -11,7 +11,7 @@ from lab import ledger as lg
 from lab.errors import LabError
 from lab import jobs as jobs_
 from lab import profiles, report, study
-from lab.runs import Run
+from lab.runs import Run, run_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -165,13 +165,27 @@ def test_rates_are_per_kind_and_per_ecgan_method_from_this_cpus_records(tmp_path
         run.mkdir(parents=True)
         (run / "config.json").write_text(json.dumps(base.replace(method=method, seed=i).to_dict()))
         (run / "record.json").write_text(json.dumps({"seconds": wall, "train_seconds": train, "machine": {"cpu": cpu}}))
-    r = jobs_.rates(tmp_path)
-    assert r["ecgan:classifier"] == 300 / 1500 and r["ecgan:ecgan"] == 1500 / 1500  # medians; wall > training
-    assert r["ecgan"] == 1200 / 1500 and "another" not in str(r)  # pooled, this CPU's records only
+    r, n = jobs_.rates(tmp_path), base.steps
+    assert r["ecgan:classifier"] == 300 / n and r["ecgan:ecgan"] == 1500 / n  # medians; wall > training
+    assert r["ecgan"] == 1200 / n and "another" not in str(r)  # pooled, this CPU's records only
     ec = {j.config.method: j for j in study.manifest("study") if j.kind == "ecgan" and j.priority == 5}
-    assert jobs_.estimate(ec["classifier"], tmp_path, known=r) == 300
-    assert jobs_.estimate(ec["ecgan"], tmp_path, known=r) == 1500
-    assert jobs_.estimate(ec["shared-dcgan"], tmp_path, known=r) == 1500  # none of its own: the slowest method's
+    assert jobs_.estimate(ec["classifier"], tmp_path, known=r) == pytest.approx(300)
+    assert jobs_.estimate(ec["ecgan"], tmp_path, known=r) == pytest.approx(1500)
+    assert jobs_.estimate(ec["shared-dcgan"], tmp_path, known=r) == pytest.approx(1500)  # none of its own: the slowest
+
+
+def test_a_run_the_store_holds_finished_at_fewer_steps_is_estimated_by_the_steps_left(tmp_path):
+    """A longer budget continues a finished run from its last checkpoint: a lane estimates only what is left."""
+    job = next(j for j in study.manifest("study") if j.kind == "ecgan" and j.config.method == "classifier")
+    known, n = {"ecgan:classifier": 0.2}, job.config.steps
+    store = tmp_path / "store"
+    assert jobs_.estimate(job, tmp_path, known=known, root=store) == pytest.approx(0.2 * n)  # not in the store
+    run = store / "ecgan" / run_dir(job.config).name
+    run.mkdir(parents=True)
+    (run / "done.json").write_text(json.dumps({"step": n // 4}))
+    assert jobs_.estimate(job, tmp_path, known=known, root=store) == pytest.approx(0.2 * (n - n // 4))
+    (run / "done.json").write_text(json.dumps({"step": n}))  # finished at its length: the ledger decides, not this
+    assert jobs_.estimate(job, tmp_path, known=known, root=store) == pytest.approx(0.2 * n)
 
 
 def test_minutes_must_be_positive(tmp_path):
