@@ -71,6 +71,10 @@ def export(run: Run, ledger, seconds: float = None, machine: dict = None) -> Pat
     old = json.loads((dest / RECORD).read_text()) if (dest / RECORD).exists() else {}
     record = {"exported": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": seconds,
               "train_seconds": train_seconds(run), "machine": machine or {}}
+    before = Run(dest).done() if old else None
+    if before and before.get("step", 0) < done.get("step", 0):  # a longer budget continued the ledger's run
+        record["continued"] = {"from_step": before["step"],
+                               **{k: old[k] for k in ("exported", "seconds", "machine", "continued") if k in old}}
     (tmp / RECORD).write_text(json.dumps(old if old.get("seconds") and seconds is None else record, indent=1) + "\n")
     if dest.exists():
         shutil.rmtree(dest)

@@ -98,6 +98,26 @@ def test_a_tiny_study_into_a_ledger(tmp_path, tiny, digits_root, monkeypatch):
     assert "the same-#steps budget is 0.06 epochs of the largest real subset" in page  # 4 steps: far below 5 epochs
 
 
+def test_a_longer_budget_continues_the_ledgers_runs_and_records_where_they_came_from(tmp_path, tiny, digits_root):
+    """EC-GAN's runs asked for more iterations: the lanes continue the store's finished runs (not from scratch),
+    the ledger's copy is replaced, and its record keeps the first export's machine and the step it reached."""
+    root, ledger = tmp_path / "runs", tmp_path / "ledger"
+    short = [Path(p) for p in study.study(30, 1, tiny, root, ledger, str(digits_root), results=False, steps=4,
+                                         only=("ecgan",))]
+    assert short and all(Run(p).done()["step"] == 4 for p in short)
+    first = {p.name: json.loads((p / "record.json").read_text()) for p in short}
+    lines = {p.name: Run(p).stats() for p in short}  # with their wall times: a retrained run would differ
+    longer = [Path(p) for p in study.study(30, 1, tiny, root, ledger, str(digits_root), results=False, steps=6,
+                                          only=("ecgan",))]
+    assert sorted(p.name for p in longer) == sorted(first)
+    for p in longer:
+        assert Run(p).done()["step"] == 6 and Run(p).stats()[:len(lines[p.name])] == lines[p.name]  # continued
+        rec = json.loads((p / "record.json").read_text())
+        assert rec["continued"] == {"from_step": 4, "exported": first[p.name]["exported"],
+                                    "seconds": first[p.name]["seconds"], "machine": first[p.name]["machine"]}
+        assert rec["seconds"] < rec["train_seconds"] + 60  # this export's wall time: the last 2 steps
+
+
 def test_a_failing_run_is_logged_and_the_others_go_on(tmp_path, tiny, digits_root, monkeypatch):
     from lab import experiments as ex
 
