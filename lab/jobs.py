@@ -104,8 +104,8 @@ def estimate(job: Job, ledger, profile: str = "study", known: dict = None, root=
     has one, else of the slowest method it has: a lane then rather leaves a run for later than starts one that
     overruns), else `DEFAULT_SEC_PER_STEP`; a GAN set's
     metrics: its images through the FID network (with the reference images, which the first set of a machine
-    computes). Only the steps left count where the run store `root` holds the run finished at fewer steps (a
-    longer budget continues it from its last checkpoint)."""
+    computes). Only the steps left count where the run store `root` holds the run finished (at fewer steps: a
+    longer budget continues it from its last checkpoint; at its length: only its export is left)."""
     if job.config is None:
         P = profiles.get(profile)
         if job.what == "acceptance":
@@ -118,8 +118,8 @@ def estimate(job: Job, ledger, profile: str = "study", known: dict = None, root=
         rate = max((v for k, v in known.items() if k.startswith("ecgan:")), default=None)  # known (rather wait)
     steps = job.config.steps or 1
     done = Run(Path(root) / job.config.kind / run_dir(job.config).name).done() if root is not None else None
-    if done and 0 < done.get("step", 0) < steps:
-        steps -= done["step"]
+    if done and done.get("step", 0) > 0:
+        steps = max(steps - done["step"], 0)  # finished at its length: only its export is left
     return (rate or known.get(kind, DEFAULT_SEC_PER_STEP[kind])) * steps
 
 

@@ -204,8 +204,8 @@ def test_a_run_the_store_holds_finished_at_fewer_steps_is_estimated_by_the_steps
     run.mkdir(parents=True)
     (run / "done.json").write_text(json.dumps({"step": n // 4}))
     assert jobs_.estimate(job, tmp_path, known=known, root=store) == pytest.approx(0.2 * (n - n // 4))
-    (run / "done.json").write_text(json.dumps({"step": n}))  # finished at its length: the ledger decides, not this
-    assert jobs_.estimate(job, tmp_path, known=known, root=store) == pytest.approx(0.2 * n)
+    (run / "done.json").write_text(json.dumps({"step": n}))  # finished at its length: only its export is left
+    assert jobs_.estimate(job, tmp_path, known=known, root=store) == 0
 
 
 def test_minutes_must_be_positive(tmp_path):
