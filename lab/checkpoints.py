@@ -103,5 +103,7 @@ def read_weights(run_dir, role: str) -> dict | None:
     with safe_open(str(path), "pt") as f:
         saved = (f.metadata() or {}).get("role")
     if saved != role:
-        raise CheckpointError(f"{path} holds the weights of {saved!r}, not of {role!r}; it belongs to another kind of run.")
+        raise CheckpointError(f"{path} holds the weights of {saved!r} only, not of {role!r}: a run of the study's ledger "
+                              f"keeps what later runs read (a GAN its EMA generator), and this file may belong to another "
+                              f"kind of run.")
     return load_file(str(path))

@@ -35,3 +35,7 @@ class CardError(LabError):
 
 class RunFileError(LabError):
     """A file of a run directory (config.json, done.json, stats.jsonl, runtime.json) is damaged."""
+
+
+class NotInStore(LabError):
+    """Training is off (a notebook's TRAIN = False) and a run or a GAN set's metrics is not in the run store."""

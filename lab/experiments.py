@@ -9,8 +9,8 @@ from pathlib import Path
 
 from .config import ClassifierConfig, ECGANConfig, GANConfig
 from .data import load_dataset, subset
-from .errors import LabError
-from .runs import Run, default_root, get_or_train
+from .errors import LabError, NotInStore
+from .runs import Run, default_root, get_or_train, not_in_store, training
 
 
 # The paper's real subsets are 10k..50k of 50k training images: these fractions of the train split.
@@ -211,6 +211,8 @@ def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None,
     path = store(root) / "metrics" / f"{len(names)}gan-{key}.json"
     if path.exists():
         return json.loads(path.read_text())
+    if not training():
+        raise NotInStore(not_in_store(f"the metrics of the GAN set {' + '.join(names)}", store(root)))
     dev = resolve_device(device)
     cfg = filter_run.config(ClassifierConfig)
     gens = [load_generator(r.path, device=dev) for r in gan_runs]

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ClassifierConfig, Config, ECGANConfig, GANConfig
-from .errors import ConfigError, LabError
-from .runs import LOCK, Run, lock_holder, run_dir, run_lock  # noqa: F401 (LOCK, run_lock: this module's API too)
+from .errors import ConfigError, LabError, NotInStore
+from .runs import LOCK, Run, lock_holder, not_in_store, run_dir, run_lock, training  # noqa: F401 (LOCK, run_lock: API too)
 
 KINDS = {c.KIND: c for c in (GANConfig, ClassifierConfig, ECGANConfig)}
 
@@ -35,6 +35,11 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def missing(self) -> bool:
+        """Not in the run store, with training off (`lab.runs.set_training`): nothing failed."""
+        return (self.error or "").startswith(f"{NotInStore.__name__}:")
 
 
 # --- One run, under its lock (`lab.runs.run_lock`) --------------------------------------------------
@@ -91,6 +96,11 @@ def run(configs, backend: str = "local", address: str = None, root=None, num_cpu
     if backend not in ("local", "ray"):
         raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}.")
     paths = [run_dir(c, root) for c in configs]
+    if not training():  # read the store only, on any backend: what it lacks is reported, nothing is trained
+        done = [Run(p).is_done(_steps(c)) for c, p in zip(configs, paths)]
+        return [Result(c, Run(p) if ok else None,
+                       None if ok else f"{NotInStore.__name__}: {not_in_store(f'the {c.kind} run {p.name}', root)}")
+                for c, p, ok in zip(configs, paths, done)]
     jobs = {}  # run path -> (index of its first config, config); in submission order
     for i, (c, p) in enumerate(zip(configs, paths)):
         key = p if dedupe else i
@@ -280,10 +290,17 @@ def wall_time(configs, backend, **kw) -> float:
 
 
 def check(results: list) -> list:
-    """The finished runs of a grid's results, in order; one LabError naming every failed run otherwise."""
-    bad = [r for r in results if not r.ok]
+    """The finished runs of a grid's results, in order; one LabError naming every failed run otherwise. A run
+    missing from the store with training off (`Result.missing`) is None, and one printed line names them all."""
+    bad = [r for r in results if not r.ok and not r.missing]
     if bad:
         lines = "; ".join(f"{run_dir(r.config).name}: {r.error}" for r in bad[:3])
         raise LabError(f"{len(bad)} of {len(results)} runs of the grid failed ({lines}{'; ...' if len(bad) > 3 else ''}); "
                        f"fix their cause and run the grid again: the finished runs are kept.")
+    missing = sorted({run_dir(r.config).name for r in results if r.missing})
+    if missing:
+        print(f"{len(missing)} of {len({run_dir(r.config).name for r in results})} runs of this grid are not in the "
+              f"run store, and training is off: {', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}. What "
+              f"follows shows the others; `python -m lab study` adds the study's runs to its ledger, TRAIN = True "
+              f"trains them here.", flush=True)
     return [r.run for r in results]

@@ -63,6 +63,7 @@ RULES = {
     "POOL_PER_CLASS": (_optional(lambda x: _number(x, 1, integer=True)), "None or an integer >= 1"),
     "FORMAT": (lambda x: x in ("png", "npz"), "'png' or 'npz'"),
     "BACKEND": (lambda x: x in ("local", "ray"), "'local' or 'ray'"),
+    "TRAIN": (_or_profile(lambda x: isinstance(x, bool)), "'profile', True or False"),
 }
 
 

@@ -51,6 +51,8 @@ class Profile:
     n_queries: int = 500  # generated samples (and test images) of notebook 02's nearest-neighbour histogram
     max_draws_per_class: int = 10_000  # notebook 08's synthesizer gives a class up after this many draws without
     # an accepted sample (Algorithm 1 would never yield it)
+    train: bool = True  # a notebook trains what its run store lacks (study: no, it reads the committed ledger and
+    # names what the ledger lacks: `python -m lab study` trains that, hours of CPU, not a notebook's kernel)
 
 
 _PAPER_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)  # 10k..50k of CIFAR's 50k
@@ -68,7 +70,7 @@ PROFILES = {
         n_fid_reference=10_000, pool_per_class=500, filter_steps=None, n_synth=2_000, ecgan_fractions=(0.1, 0.3),
         ecgan_seeds=(0, 1, 2), biggan_seeds=(0,), lambda_sweep=(0.0, 0.1, 0.5), t_sweep=(0.5, 0.7, 0.9),
         block_gan_seeds=(0, 1, 2), threshold_modes=("quantile", "freematch"),
-        ecgan_threshold_modes=("freematch", "flexmatch")),
+        ecgan_threshold_modes=("freematch", "flexmatch"), train=False),
     "paper": Profile(
         "paper", dataset="cifar10", block_dataset="cifar100", ecgan_dataset="svhn", real_fractions=_PAPER_FRACTIONS, gan_counts=(1, 2, 4, 6),
         classifier_seeds=(0, 1, 2), sweep=_SWEEP, n_metrics=50_000, n_fid=50_000, n_fid_reference=50_000,

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from .checkpoints import atomic_save, safe_load
-from .errors import CheckpointError, ConfigError, RunFileError
+from .errors import CheckpointError, ConfigError, NotInStore, RunFileError
 
 CONFIG, STATS, CHECKPOINT, DONE, LOCK = "config.json", "stats.jsonl", "checkpoint.pt", "done.json", ".lock"
 
@@ -192,6 +192,8 @@ def get_or_train(cfg, train_fn, root=None, **kwargs) -> Run:
     steps = getattr(cfg, "steps", None) or None  # EC-GAN's 0 means "from epochs": any finished run then
     if run.is_done(steps):
         return run
+    if not training():
+        raise NotInStore(not_in_store(f"the {cfg.kind} run {run.path.name}", run.path.parent.parent))
     holder = lock_holder(run.path)
     if holder and holder != os.getpid():
         print(f"waiting for {run.path.name}: process {holder} is training it", flush=True)
@@ -199,6 +201,29 @@ def get_or_train(cfg, train_fn, root=None, **kwargs) -> Run:
         if not run.is_done(steps):
             train_fn(cfg, run.path, **kwargs)
     return run
+
+
+# --- Training on or off ------------------------------------------------------------------------
+_training = {"on": True}
+
+
+def set_training(on: bool) -> None:
+    """Whether this process may train what its run store lacks (`get_or_train`, `lab.grid.run`, a GAN set's
+    metrics). Off, it only reads the store: a notebook of the study profile then shows the committed ledger's
+    runs, and each run it lacks is one `NotInStore` error naming it, not hours of training in a kernel."""
+    if not isinstance(on, bool):
+        raise ConfigError(f"training is True or False, got {on!r}.")
+    _training["on"] = on
+
+
+def training() -> bool:
+    """Whether this process may train (`set_training`; on by default)."""
+    return _training["on"]
+
+
+def not_in_store(what: str, root) -> str:
+    return (f"{what} is not in the run store {root}, and training is off (TRAIN = False): `python -m lab study` "
+            f"adds the study's runs to its ledger (then run the notebook again), or TRAIN = True computes it here.")
 
 
 # --- One writer per run directory --------------------------------------------------------------

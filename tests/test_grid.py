@@ -131,6 +131,28 @@ def test_a_failing_run_is_reported_and_the_others_finish(tmp_path, local_ray, ba
         grid.check(res)
 
 
+def test_with_training_off_a_grid_trains_nothing_on_any_backend_and_names_what_the_store_lacks(tmp_path, capsys,
+                                                                                              one_thread_here, monkeypatch):
+    from lab import runs
+
+    first = grid.run([_clf(seed=1)], "local", root=tmp_path, progress=False)[0]
+    runs.set_training(False)
+    try:
+        monkeypatch.setattr(grid, "_ray_init", lambda address: pytest.fail("started Ray"))  # the store is read only
+        res = grid.run([_clf(seed=1), _gan(seed=1), _clf(seed=2)], "ray", root=tmp_path, progress=False)
+        assert res[0].ok and not res[0].trained and res[0].run.path == first.run.path
+        assert [r.missing for r in res] == [False, True, True] and res[1].run is None
+        assert not run_dir(_gan(seed=1), tmp_path).exists() and not run_dir(_clf(seed=2), tmp_path).exists()
+        assert [r and r.path for r in grid.check(res)] == [first.run.path, None, None]
+        out = capsys.readouterr().out
+        assert f"2 of 3 runs of this grid are not in the run store, and training is off: {run_dir(_gan(seed=1)).name}" in out
+        failed = grid.Result(_clf(seed=3), None, "DataNotFoundError: no data")  # a failure is still one
+        with pytest.raises(LabError, match=r"1 of 2 runs of the grid failed"):
+            grid.check([res[1], failed])
+    finally:
+        runs.set_training(True)
+
+
 def test_a_stream_classifier_waits_for_its_gans_and_filter(tmp_path):
     from lab import experiments as ex
 

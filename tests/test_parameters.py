@@ -40,6 +40,7 @@ def test_every_notebooks_defaults_pass_and_its_setup_cell_checks_them(nb):
     ("T", True, "'profile' or a number in [0, 1]"),
     ("LAMBDA", -0.1, "'profile' or a number >= 0"),
     ("DATASET", "mnist", "None or one of"),
+    ("TRAIN", "no", "'profile', True or False"),
 ])
 def test_a_bad_value_names_the_parameter(name, value, what):
     with pytest.raises(ConfigError, match=rf"^The notebook parameter {name} must be {what.replace('(', '.').replace(')', '.').replace('[', '.').replace(']', '.')}"):
@@ -51,6 +52,8 @@ def test_profile_means_the_profiles_headline_value():
     assert parameters.from_profile("paper-rehearsal", "ecgan_threshold", "profile") == pytest.approx(0.0007)
     assert parameters.from_profile("smoke", "threshold", None) is None  # None (unfiltered) stays
     assert parameters.from_profile("smoke", "ecgan_lambda", 0.3) == 0.3
+    # the study's notebooks read the committed ledger (`lab study` trains); the other profiles train what they lack
+    assert [parameters.from_profile(p, "train", "profile") for p in ("study", "smoke", "paper")] == [False, True, True]
 
 
 def test_a_notebook_with_a_bad_threshold_stops_before_writing(tmp_path):

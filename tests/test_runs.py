@@ -10,7 +10,7 @@ import torch
 from lab import checkpoints, runs
 from lab.config import GANConfig
 from lab.presets import preset
-from lab.errors import CheckpointError, ConfigError
+from lab.errors import CheckpointError, ConfigError, NotInStore
 
 
 def test_config_hash_is_stable_across_processes_and_ignores_budget():
@@ -138,6 +138,48 @@ def test_get_or_train_trains_once_then_returns(tmp_path):
     assert len(calls) == 2
     assert [r.path for r in runs.find_runs("gan", tmp_path)] == [r1.path]
     assert json.loads((r1.path / "done.json").read_text())["step"] == cfg.steps + 1
+
+
+@pytest.fixture
+def training_off():
+    runs.set_training(False)
+    yield
+    runs.set_training(True)
+
+
+def test_with_training_off_a_run_the_store_lacks_is_one_error_naming_it_and_nothing_is_written(tmp_path):
+    calls = []
+
+    def train(cfg, path):
+        calls.append(path)
+        run = runs.Run(path)
+        run.init(cfg)
+        run.mark_done({"step": cfg.steps})
+
+    cfg, other = preset("digits-smoke"), preset("digits-smoke").replace(seed=1)
+    done = runs.get_or_train(cfg, train, root=tmp_path)
+    runs.set_training(False)
+    try:
+        assert runs.get_or_train(cfg, train, root=tmp_path).path == done.path  # a finished run is read as is
+        with pytest.raises(NotInStore, match=rf"^the gan run {runs.run_dir(other).name} is not in the run store "
+                                             rf"{tmp_path}, and training is off .*`python -m lab study`"):
+            runs.get_or_train(other, train, root=tmp_path)
+        with pytest.raises(NotInStore):  # more steps of a finished run would train too
+            runs.get_or_train(cfg.replace(steps=cfg.steps + 1), train, root=tmp_path)
+    finally:
+        runs.set_training(True)
+    assert len(calls) == 1 and not runs.run_dir(other, tmp_path).exists() and runs.training()
+    with pytest.raises(ConfigError, match="training is True or False"):
+        runs.set_training("no")
+
+
+def test_with_training_off_a_gan_sets_metrics_are_read_not_computed(tmp_path, training_off):
+    from lab import experiments as ex
+
+    gan, filt = runs.Run(tmp_path / "gan" / "g0"), runs.Run(tmp_path / "classifier" / "f")
+    with pytest.raises(NotInStore, match=r"^the metrics of the GAN set g0 is not in the run store"):
+        ex.gan_set_metrics([gan], filt, 10, tmp_path, n_fid=0, threshold=0.9)
+    assert not (tmp_path / "metrics").exists()
 
 
 def test_get_or_train_waits_for_another_trainer_of_the_same_run_and_does_not_train_it_again(tmp_path):

@@ -10,7 +10,7 @@ import torch
 from lab import ledger as lg
 from lab.errors import LabError
 from lab import jobs as jobs_
-from lab import profiles, report, study
+from lab import fashion_idx, profiles, report, study
 from lab.runs import Run, run_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -239,3 +239,21 @@ def test_every_ledger_run_is_named_by_its_config():
     for p in runs:
         cfg = Run(p).config(CONFIGS[p.parent.name])
         assert run_dir(cfg).name == p.name
+
+
+@pytest.mark.skipif(not Path(fashion_idx.FASHION_IDX_DIR, "t10k-labels-idx1-ubyte.gz").is_file(),
+                    reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+@pytest.mark.parametrize("nb", ["04_classifier_on_samples", "07_ecgan_svhn"])
+def test_a_study_notebook_opens_on_the_committed_ledger_and_trains_nothing(tmp_path, nb):
+    """PROFILE = "study": the notebook shows the committed ledger's runs (a run the ledger lacks is named, not
+    trained), and its run store ends with exactly the ledger's runs."""
+    from lab.notebooks import demo_parameters, execute
+
+    params = {**demo_parameters(tmp_path, "study"), "DATA_ROOT": str(tmp_path / "data")}  # Debian's files are read
+    out = json.loads(execute(REPO / "notebooks" / f"{nb}.ipynb", tmp_path, params, timeout=600).read_text())
+    ledger = REPO / "results" / "ledger"
+    for kind in ("gan", "classifier", "ecgan"):
+        store = {p.name for p in (tmp_path / "runs" / kind).glob("*")}
+        assert store == {p.name for p in (ledger / kind).glob("*")}, kind
+    shown = "".join("".join(o.get("text", [])) for c in out["cells"] if c["cell_type"] == "code" for o in c["outputs"])
+    assert "restored into" in shown
