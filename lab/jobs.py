@@ -10,14 +10,18 @@ from pathlib import Path
 from . import experiments as ex
 from . import ledger as lg
 from . import profiles
-from .config import ECGANConfig, GANConfig
+from .config import ClassifierConfig, ECGANConfig, GANConfig
 from .errors import LabError
 from .manifest import Job, needs
 from .runs import Run, run_dir
 
 # Seconds per step of one thread of an AVX2-only EPYC (fp32, channels_last), for runs of a kind the ledger has
 # no record of yet: real classifier 0.1 (+ evaluations), GAN 0.45, stream classifier ~0.25, EC-GAN ~0.25.
-DEFAULT_SEC_PER_STEP = {"gan": 0.5, "real": 0.12, "stream": 0.3, "ecgan": 0.3}
+DEFAULT_SEC_PER_STEP = {"gan": 0.5, "real": 0.12, "stream": 0.3, "ecgan": 0.3,
+                        # Measured where the ledger has no run of the rule yet: the study's quantile stream (base
+                        # 0.9 keeps the top 10 % of each class: 10 draws per image) took 1.55-1.8 s per step on the
+                        # AVX2 EPYC beside a second lane, against 0.22 s for FreeMatch's (it keeps most draws).
+                        "stream:quantile": 1.7}
 IMAGES_PER_SECOND = 4  # the FID network on one CPU thread (BENCHMARKS.md: 7.6-9.8 images/s on 2 threads)
 
 
@@ -73,15 +77,19 @@ def _kind(cfg) -> str:
 
 
 def _method_key(cfg) -> str | None:
-    """EC-GAN's methods differ in cost (C alone: about a quarter of EC-GAN's step): "ecgan:<method>"."""
-    return f"ecgan:{cfg.method}" if isinstance(cfg, ECGANConfig) else None
+    """EC-GAN's methods differ in cost (C alone: about a quarter of EC-GAN's step): "ecgan:<method>"; so do a
+    stream's rules (draws per image: the quantile rule at base 0.9 draws 10): "stream:<rule>" for the adaptive ones."""
+    if isinstance(cfg, ECGANConfig):
+        return f"ecgan:{cfg.method}"
+    if isinstance(cfg, ClassifierConfig) and cfg.source == "gan" and cfg.threshold_mode != "fixed":
+        return f"stream:{cfg.threshold_mode}"
+    return None
 
 
 def rates(ledger) -> dict:
     """{"gan" | "real" | "stream" | "ecgan" | "ecgan:<method>": median seconds per step of the ledger's runs of
     that kind (and EC-GAN method) trained on this CPU}: a run's wall time from its record (evaluations, export)
     where that covers its training, else its training seconds (from its stats: a resumed run whole)."""
-    from .config import ClassifierConfig
     from .host import cpu_model
 
     per, cpu = {}, cpu_model()
@@ -120,6 +128,7 @@ def estimate(job: Job, ledger, profile: str = "study", known: dict = None, root=
     done = Run(Path(root) / job.config.kind / run_dir(job.config).name).done() if root is not None else None
     if done and done.get("step", 0) > 0:
         steps = max(steps - done["step"], 0)  # finished at its length: only its export is left
+    rate = rate or DEFAULT_SEC_PER_STEP.get(_method_key(job.config))  # a rule of its own cost, not yet in the ledger
     return (rate or known.get(kind, DEFAULT_SEC_PER_STEP[kind])) * steps
 
 

@@ -194,6 +194,20 @@ def test_rates_are_per_kind_and_per_ecgan_method_from_this_cpus_records(tmp_path
     assert jobs_.estimate(ec["shared-dcgan"], tmp_path, known=r) == pytest.approx(1500)  # none of its own: the slowest
 
 
+def test_a_streams_rule_is_estimated_by_its_own_records_else_by_its_measured_default(tmp_path):
+    """The quantile rule at base 0.9 draws 10 samples per image, FreeMatch's about one: a stream of each is
+    estimated by its rule's records (a lane must not start a 2-hour run on a 46-minute estimate)."""
+    streams = {(j.config.threshold_mode, j.config.threshold): j for j in study.manifest("study")
+               if j.kind == "classifier" and j.config.source == "gan" and j.config.seed == 0}
+    quantile, freematch, fixed = streams[("quantile", 0.9)], streams[("freematch", 0.9)], streams[("fixed", 0.9)]
+    n = fixed.config.steps
+    known = {"stream": 0.6, "stream:freematch": 0.2}
+    assert jobs_.estimate(fixed, tmp_path, known=known) == pytest.approx(0.6 * n)
+    assert jobs_.estimate(freematch, tmp_path, known=known) == pytest.approx(0.2 * n)
+    assert jobs_.estimate(quantile, tmp_path, known=known) == pytest.approx(jobs_.DEFAULT_SEC_PER_STEP["stream:quantile"] * n)
+    assert jobs_.estimate(quantile, tmp_path, known={**known, "stream:quantile": 1.5}) == pytest.approx(1.5 * n)
+
+
 def test_a_run_the_store_holds_finished_at_fewer_steps_is_estimated_by_the_steps_left(tmp_path):
     """A longer budget continues a finished run from its last checkpoint: a lane estimates only what is left."""
     job = next(j for j in study.manifest("study") if j.kind == "ecgan" and j.config.method == "classifier")
