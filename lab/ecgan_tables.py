@@ -16,6 +16,11 @@ COLUMNS = {
     "EC-GAN, BigGAN + Alg. 1": "ecgan-biggan",
 }
 
+# Each method in a figure's legend (the columns' names above are the paper's table's).
+METHOD_LABELS = {"classifier": "ResNet-18 alone", "ecgan": "EC-GAN", "classifier-dcgan": "DCGAN D alone",
+                 "shared-dcgan": "shared DCGAN D", "shared-resnet": "shared ResNet D",
+                 "ecgan-biggan": "EC-GAN, BigGAN + Alg. 1"}
+
 
 def ecgan_results(root=None, dataset: str = None, runs=None) -> list:
     """One row per finished EC-GAN-family run: method, fraction, λ, t, seed, final and best test accuracy, ...

@@ -107,23 +107,24 @@ def figures(s: Study, out_dir) -> list:
 
 def ecgan_bars(d: pd.DataFrame):
     """Final test accuracy per method and labelled fraction (mean ± std over seeds); the legend above the axes
-    (clear of bars and tick labels), the y range showing every bar and its error bar."""
+    (clear of bars and tick labels), bars from 0, the y range showing every bar and its error bar."""
     import matplotlib.pyplot as plt
 
+    from .ecgan_tables import METHOD_LABELS
     from .experiments import METHODS
 
     methods = [m for m in METHODS if m in set(d["method"])]
     fracs = sorted(set(d["fraction"]))
     fig, ax = plt.subplots(figsize=(plots.PAGE_WIDTH_IN, 2.6))
-    w, lows, highs = 0.8 / len(methods), [], []
+    w, highs = 0.8 / len(methods), []
     for i, m in enumerate(methods):
         g = d[d["method"] == m].groupby("fraction")["final_accuracy"].agg(["mean", "std"]).reindex(fracs)
         std = g["std"].fillna(0)
-        ax.bar(np.arange(len(fracs)) + (i - (len(methods) - 1) / 2) * w, g["mean"], w, yerr=std, capsize=2, label=m)
-        lows.append(np.nanmin(g["mean"] - std))
+        ax.bar(np.arange(len(fracs)) + (i - (len(methods) - 1) / 2) * w, g["mean"], w, yerr=std, capsize=2,
+               label=METHOD_LABELS[m])
         highs.append(np.nanmax(g["mean"] + std))
     ax.set_xticks(range(len(fracs)), [f"{100 * f:g} % labelled" for f in fracs])
-    ax.set(ylabel="test accuracy (%)", ylim=(max(0, min(lows) - 5), max(100, max(highs) + 1)))
+    ax.set(ylabel="test accuracy (%)", ylim=(0, max(100, max(highs) + 1)))
     ax.legend(fontsize=7, ncol=len(methods), loc="lower center", bbox_to_anchor=(0.5, 1.04), frameon=False)
     fig.tight_layout()
     return fig
