@@ -104,6 +104,21 @@ def filter_bars(stats, class_names, title: str = None, max_classes: int = 100, a
     return ax.figure
 
 
+def class_confidence(p_y, right, threshold, name: str, ax):
+    """The filter's p[y] over the samples of one conditioning class y, split into argmax = y (Algorithm 1 can keep
+    them) and another argmax (always rejected), with the class's threshold as a dashed line (None: unfiltered)."""
+    p_y, right = torch.as_tensor(p_y, dtype=torch.float64).cpu(), torch.as_tensor(right, dtype=torch.bool).cpu()
+    ax.hist([p_y[right].numpy(), p_y[~right].numpy()], bins=torch.linspace(0, 1, 21).numpy(), stacked=True,
+            color=["C2", "C3"], label=["argmax = y", "wrong class"])
+    if threshold is not None:
+        ax.axvline(threshold, color="k", lw=1, ls="--", label=f"threshold {threshold:.2f}")
+    ax.set(xlim=(0, 1), xlabel="p[y] (filter)", ylabel="samples", title=f"{name}: p[y]")
+    ax.title.set_fontsize(8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6, loc="best", frameon=False)
+    return ax.figure
+
+
 def acceptance_vs_threshold(table):
     """Overall acceptance rate of Algorithm 1 against the threshold (rows of `algorithm1.acceptance_table`)."""
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))

@@ -38,7 +38,7 @@ class ThresholdExplorer(W.VBox):
     unfiltered stream, threshold None); on, threshold 0 still rejects every wrong-class sample. The "rule"
     dropdown picks the paper's fixed threshold or a class-adaptive rule (`lab.thresholds`; the slider is then
     its base level, the pool is replayed through it as a stream, `adaptive_mask`), and the text gives the
-    per-class thresholds it reached.
+    per-class thresholds it reached; the chosen class's p[y] histogram shows the threshold it is judged by.
 
     Args:
         pool: `lab.generation.sample_pool(...)` output (images, labels, probs).
@@ -109,6 +109,12 @@ class ThresholdExplorer(W.VBox):
                 f"(wrong class {int(self.stats.wrong_class[c])}, below threshold {int(self.stats.low_confidence[c])})"
             )
 
+    def class_threshold(self, c: int) -> float | None:
+        """The threshold class `c` is judged by now: the slider's (fixed rule), the adaptive rule's, None unfiltered."""
+        if self.threshold is None:
+            return None
+        return self.threshold if self.class_thresholds is None else float(self.class_thresholds[c])
+
     @property
     def counts(self) -> dict:
         """Per-class counts currently shown: {"accepted": [...], "wrong_class": [...], "low_confidence": [...]}."""
@@ -129,6 +135,9 @@ class ThresholdExplorer(W.VBox):
             else:
                 ax.set_axis_off()
                 ax.set_title(f"{title} (none)", fontsize=8)
+        probs = self.pool["probs"][in_class]
+        charts.class_confidence(probs[:, c], probs.argmax(dim=1) == c, self.class_threshold(c), self.class_names[c],
+                                fig.add_subplot(gs[1, 2]))
         fig.tight_layout()
         self.fig = fig
         self.image.value = self.png()

@@ -74,8 +74,9 @@ def test_the_picture_is_the_whole_current_figure_and_pyplot_keeps_none(pool, tmp
     assert ex.image.value != first and ex.image.value == ex.png()  # the shown picture is the current figure's
     assert plt.get_fignums() == before
     bars = ex.fig.axes[0]
-    assert len(bars.containers) == 3 and len(ex.fig.axes) == 4  # accepted / wrong class / below; 2x2 panels
+    assert len(bars.containers) == 3 and len(ex.fig.axes) == 5  # accepted / wrong class / below; 2x3 panels
     assert ex.fig.axes[2].get_title().startswith("accepted") and ex.fig.axes[3].get_title().startswith("rejected")
+    assert ex.fig.axes[4].get_title() == "c: p[y]"  # the chosen class's confidence histogram
     w, h = Image.open(io.BytesIO(ex.image.value)).size
     fw, fh = ex.fig.get_size_inches() * 100
     assert 0.8 * fw < w < 1.3 * fw and 0.8 * fh < h < 1.3 * fh  # the whole figure (tight bbox at 100 dpi)
@@ -93,6 +94,15 @@ def test_the_rule_dropdown_replays_the_pool_through_the_rule(pool, tmp_path, mod
         assert ex.counts["accepted"][c] == int((keep & m).sum())
         assert ex.counts["wrong_class"][c] == int((wrong & m).sum())
     assert torch.equal(ex.class_thresholds, levels) and f"with the {mode} rule at base 0.50" in ex.rate.value
+    for c in range(3):  # the histogram of the chosen class shows the threshold that class is judged by
+        ex.klass.value = c
+        hist = ex.fig.axes[4]
+        assert hist.get_title() == f"{'abc'[c]}: p[y]" and hist.get_lines()[0].get_xdata()[0] == pytest.approx(float(levels[c]))
+        m = pool["labels"] == c
+        assert sum(p.get_height() for p in hist.patches) == int(m.sum())  # every sample of the class, once
     assert ex.export()[0].name == f"threshold_explorer_t0.50_{mode}.pdf"
     ex.mode.value = "fixed"
     assert ex.class_thresholds is None and "at threshold 0.50" in ex.rate.value
+    assert ex.fig.axes[4].get_lines()[0].get_xdata()[0] == 0.5
+    ex.filter.value = False  # unfiltered: no threshold to draw
+    assert not ex.fig.axes[4].get_lines()
