@@ -4,6 +4,7 @@ own Inception weights, else the TorchScript port of `lab.inception`), generators
 import functools
 import hashlib
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -195,6 +196,12 @@ def _source_input(source, n: int, seed: int):
 
 def _default_cache_root() -> str:
     return os.environ.get("LAB_CACHE") or os.path.expanduser(os.path.join("~", ".cache", "lab", "fidelity"))
+
+
+def reference_cached(dataset: str, n: int, cache_root=None) -> bool:
+    """Whether this machine's cache holds FID statistics of `n` reference images of `dataset` (the first GAN set
+    compared with them computes them: minutes of the FID network on a CPU)."""
+    return any(Path(cache_root or _default_cache_root()).glob(f"lab-{dataset}-n{n}-*-stat-fid-*"))
 
 
 def inception_metrics(source, reference=None, n: int = 50_000, *, isc: bool = True, fid: bool = True,

@@ -106,19 +106,25 @@ def rates(ledger) -> dict:
     return {k: sorted(v)[len(v) // 2] for k, v in per.items()}
 
 
-def estimate(job: Job, ledger, profile: str = "study", known: dict = None, root=None) -> float:
+def estimate(job: Job, ledger, profile: str = "study", known: dict = None, root=None, cached: bool = None) -> float:
     """Seconds a job should take on this machine: its steps times the median seconds per step of the ledger's
     runs of its kind on this CPU (`rates`, or `known` when given; an EC-GAN run: of its method where the ledger
     has one, else of the slowest method it has: a lane then rather leaves a run for later than starts one that
     overruns), else `DEFAULT_SEC_PER_STEP`; a GAN set's
-    metrics: its images through the FID network (with the reference images, which the first set of a machine
-    computes). Only the steps left count where the run store `root` holds the run finished (at fewer steps: a
-    longer budget continues it from its last checkpoint; at its length: only its export is left)."""
+    metrics: its FID samples through the FID network (with the reference images where this machine's cache lacks
+    their statistics, `cached` None: look, False / True: the caller knows; the first set computes them; its other
+    metrics read the filter, seconds). Only the steps
+    left count where the run store `root` holds the run finished (at fewer steps: a longer budget continues it
+    from its last checkpoint; at its length: only its export is left)."""
     if job.config is None:
         P = profiles.get(profile)
         if job.what == "acceptance":
             return 60
-        return 60 + (P.n_fid + P.n_metrics + (P.n_fid_reference if P.n_fid else 0)) / IMAGES_PER_SECOND
+        from .fidelity import reference_cached
+
+        cached = reference_cached(P.dataset, P.n_fid_reference) if cached is None else cached
+        reference = P.n_fid_reference if P.n_fid and not cached else 0
+        return 60 + (P.n_fid + reference) / IMAGES_PER_SECOND
     kind = _kind(job.config)
     known = rates(ledger) if known is None else known
     rate = known.get(_method_key(job.config))
@@ -201,15 +207,16 @@ def plan(jobs: list, ledger, root, seconds: float, profile: str = "study", known
     seconds add up to at most `seconds` (the budget times the grid's slots), each with what it reads: in the
     ledger, finished in the store, or taken before it."""
     known = rates(ledger) if known is None else known
-    taken, names, used = [], set(), 0.0
+    taken, names, used, reference = [], set(), 0.0, False
     for j in jobs:
         if in_ledger(j, ledger):
             continue
-        e = estimate(j, ledger, profile, known, root)
+        e = estimate(j, ledger, profile, known, root, cached=True if reference else None)  # FID's reference: once
         ready = all(lg.has(ledger, k, n) or Run(Path(root) / k / n).is_done() or f"{k}/{n}" in names for k, n in needs(j))
         if ready and used + e <= seconds:
             taken.append(j)
             used += e
+            reference |= j.kind == "metrics"
             if j.config is not None:
                 names.add(f"{j.config.kind}/{run_dir(j.config).name}")
     return taken

@@ -271,3 +271,24 @@ def test_a_study_notebook_opens_on_the_committed_ledger_and_trains_nothing(tmp_p
         assert store == {p.name for p in (ledger / kind).glob("*")}, kind
     shown = "".join("".join(o.get("text", [])) for c in out["cells"] if c["cell_type"] == "code" for o in c["outputs"])
     assert "restored into" in shown
+
+
+def test_a_gan_sets_metrics_count_the_fid_reference_once_per_machine(tmp_path, monkeypatch):
+    """FID's reference statistics (10,000 images through the FID network, ~40 min on a CPU thread) are computed
+    by the first GAN set of a machine and cached: a metrics job counts them only where the cache lacks them, and
+    a plan only once."""
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path / "cache"))
+    P, ips = profiles.get("study"), jobs_.IMAGES_PER_SECOND
+    metrics = [j for j in study.manifest("study") if j.kind == "metrics"][:2]
+    alone, first = 60 + P.n_fid / ips, 60 + (P.n_fid + P.n_fid_reference) / ips
+    assert jobs_.estimate(metrics[0], tmp_path) == pytest.approx(first)
+    store = tmp_path / "store"
+    for kind, name in {d for j in metrics for d in study.needs(j)}:  # their GANs and the filter: finished
+        (store / kind / name).mkdir(parents=True)
+        (store / kind / name / "done.json").write_text(json.dumps({"step": 1}))
+    assert jobs_.plan(metrics, tmp_path, store, first + alone, known={}) == metrics  # the reference once
+    assert jobs_.plan(metrics, tmp_path, store, first + alone - 1, known={}) == metrics[:1]
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / f"lab-{P.dataset}-n{P.n_fid_reference}-0123456789ab-inception0-stat-fid-2048.pt").write_bytes(b"")
+    assert jobs_.estimate(metrics[0], tmp_path) == pytest.approx(alone)
+    assert jobs_.estimate(metrics[0], tmp_path, cached=False) == pytest.approx(first)
