@@ -121,14 +121,19 @@ def test_init_refuses_a_directory_of_another_config(tmp_path):
     assert run.config(GANConfig).block == "add"  # nothing overwritten
 
 
-def test_get_or_train_trains_once_then_returns(tmp_path):
-    calls = []
-
+def _marking_done(calls: list):
+    """A training function that only marks its run finished at its steps, recording each call in `calls`."""
     def train(cfg, path):
         calls.append(path)
         run = runs.Run(path)
         run.init(cfg)
         run.mark_done({"step": cfg.steps})
+    return train
+
+
+def test_get_or_train_trains_once_then_returns(tmp_path):
+    calls = []
+    train = _marking_done(calls)
 
     cfg = preset("digits-smoke")
     r1 = runs.get_or_train(cfg, train, root=tmp_path)
@@ -149,12 +154,7 @@ def training_off():
 
 def test_with_training_off_a_run_the_store_lacks_is_one_error_naming_it_and_nothing_is_written(tmp_path):
     calls = []
-
-    def train(cfg, path):
-        calls.append(path)
-        run = runs.Run(path)
-        run.init(cfg)
-        run.mark_done({"step": cfg.steps})
+    train = _marking_done(calls)
 
     cfg, other = preset("digits-smoke"), preset("digits-smoke").replace(seed=1)
     done = runs.get_or_train(cfg, train, root=tmp_path)
