@@ -289,8 +289,12 @@ def main(argv=None) -> int:
 
             where = args.ledger or ledger.DEFAULT
             if args.status:
-                for tier, n in sorted(study.status(args.profile, where, args.data_root, args.only).items()):
-                    print(f"tier {tier}: {n['done']} in the ledger, {n['todo']} to do")
+                tiers = study.status(args.profile, where, args.data_root, args.only, args.root)
+                for tier, n in sorted(tiers.items()):
+                    print(f"tier {tier}: {n['done']} in the ledger, {n['todo']} to do"
+                          + (f" (~{n['hours']:.1f} h of one thread here)" if n["todo"] else ""))
+                print(f"left: ~{sum(n['hours'] for n in tiers.values()):.1f} h of one thread on this CPU "
+                      f"(`lab.jobs.estimate`: the ledger's rates on this CPU, else its defaults)")
             else:
                 if args.minutes is None:
                     raise LabError("study needs --minutes N (the time it may spend), or --status.")

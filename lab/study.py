@@ -218,10 +218,17 @@ def study_on_grid(minutes: float, backend: str = "ray", address: str = None, num
     return exported
 
 
-def status(profile: str = "study", ledger=lg.DEFAULT, data_root: str = "data", only=()) -> dict:
-    """Jobs of the manifest (of the kinds in `only`) by tier: how many the ledger holds and how many remain."""
-    out, only = {}, check_kinds(only)
+def status(profile: str = "study", ledger=lg.DEFAULT, data_root: str = "data", only=(), root=None) -> dict:
+    """Jobs of the manifest (of the kinds in `only`) by tier: how many the ledger holds, how many remain, and the
+    hours of one thread on this CPU the rest should take (`lab.jobs.estimate`; FID's reference once; the steps
+    left of a run the store `root` holds finished at fewer)."""
+    out, only, known, reference = {}, check_kinds(only), rates(ledger), False
     for j in select(manifest(profile, data_root), only):
-        t = out.setdefault(j.priority, {"done": 0, "todo": 0})
-        t["done" if in_ledger(j, ledger) else "todo"] += 1
+        t = out.setdefault(j.priority, {"done": 0, "todo": 0, "hours": 0.0})
+        if in_ledger(j, ledger):
+            t["done"] += 1
+            continue
+        t["todo"] += 1
+        t["hours"] += estimate(j, ledger, profile, known, root, cached=True if reference else None) / 3600
+        reference |= j.kind == "metrics"
     return out

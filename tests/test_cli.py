@@ -226,4 +226,11 @@ def test_other_commands_refuse_bad_arguments_with_exit_2(tmp_path, args, parts):
 def test_study_status_counts_only_the_kinds_asked_for(tmp_path):
     r = lab("study", "--status", "--only", "ecgan", "--ledger", tmp_path / "ledger", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines() == ["tier 5: 0 in the ledger, 30 to do", "tier 8: 0 in the ledger, 24 to do"]
+    from lab import jobs, study
+
+    hours = {t: sum(jobs.estimate(j, tmp_path / "ledger", known={}) for j in study.manifest("study")
+                    if j.kind == "ecgan" and j.priority == t) / 3600 for t in (5, 8)}
+    assert r.stdout.splitlines() == [f"tier 5: 0 in the ledger, 30 to do (~{hours[5]:.1f} h of one thread here)",
+                                     f"tier 8: 0 in the ledger, 24 to do (~{hours[8]:.1f} h of one thread here)",
+                                     f"left: ~{hours[5] + hours[8]:.1f} h of one thread on this CPU (`lab.jobs.estimate`: "
+                                     f"the ledger's rates on this CPU, else its defaults)"]
