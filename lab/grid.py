@@ -73,7 +73,9 @@ def stage(cfg) -> int:
 
 def run(configs, backend: str = "local", address: str = None, root=None, num_cpus: float = 1, num_gpus: float = None,
         max_retries: int = 3, progress: bool = True, dedupe: bool = True) -> list:
-    """Bring every config to a finished run; returns one `Result` per config, in order.
+    """Bring every config to a finished run; returns one `Result` per config, in order. With training off
+    (`lab.runs.set_training(False)`: a study notebook) nothing is trained and no backend starts: a run the store
+    lacks is a `Result` whose `missing` is True.
 
     Args:
         configs: run configs (GANConfig, ClassifierConfig, ECGANConfig), any mix.
