@@ -5,6 +5,7 @@ import os
 import pickle
 import random
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -59,7 +60,9 @@ def safe_load(path, map_location="cpu") -> dict:
     if path.stat().st_size == 0:
         raise CheckpointError(f"Checkpoint {path} is empty (0 bytes): {damaged}.")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a damaged file's first byte reads as a pickle protocol: say it once, below
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         code = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", str(e))
         if code:  # a pickle that names a class or function: never loaded (do not set weights_only=False)
@@ -69,6 +72,8 @@ def safe_load(path, map_location="cpu") -> dict:
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         raise CheckpointError(f"Checkpoint {path} is corrupt or truncated ({type(e).__name__}: {_first_line(e)}); "
                               f"{damaged}.") from None
+    except Exception:  # random bytes fail the unpickler anywhere (IndexError, KeyError, struct.error, ...)
+        raise CheckpointError(f"Checkpoint {path} is not a torch checkpoint or is damaged: {damaged}.") from None
 
 
 # --- RNG state -------------------------------------------------------------------------

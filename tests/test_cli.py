@@ -5,6 +5,7 @@ resume under other settings, a run another process trains, damaged checkpoints a
 import hashlib
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -119,7 +120,7 @@ def test_a_run_another_process_trains_is_refused(gan_run, tmp_path):
 
 @pytest.mark.parametrize("damage,parts", [
     (lambda g: (g / "checkpoint.pt").write_bytes(b""), ["is empty (0 bytes)", "delete it to restart"]),
-    (lambda g: (g / "checkpoint.pt").write_bytes(os.urandom(3000)), ["is not a torch checkpoint or is damaged"]),
+    (lambda g: (g / "checkpoint.pt").write_bytes(random.Random(0).randbytes(3000)), ["is not a torch checkpoint or is damaged"]),
     (lambda g: torch.save({"weight": torch.zeros(2)}, g / "checkpoint.pt"), ["is not a checkpoint of this lab's runs"]),
     (lambda g: (g / "config.json").write_text('{"dataset": "dig'), ["config.json is damaged (not valid JSON",
                                                                        "delete config.json and run the same command"]),

@@ -1,6 +1,7 @@
 import json
 import os
 import pickle
+import random
 import subprocess
 import sys
 
@@ -56,6 +57,17 @@ def test_truncated_checkpoint_names_the_file(tmp_path):
     run.checkpoint_path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=f"{run.checkpoint_path}.*corrupt or truncated"):
         run.load_checkpoint()
+
+
+def test_any_damaged_bytes_give_one_checkpoint_error(tmp_path):
+    # random bytes fail torch's unpickler in many ways (IndexError, KeyError, struct.error, UnicodeDecodeError ...):
+    # every one must come out as the lab's one-line CheckpointError (CI once met an IndexError here)
+    path = tmp_path / "checkpoint.pt"
+    for seed in range(400):
+        rng = random.Random(seed)
+        path.write_bytes(rng.randbytes(rng.choice([1, 2, 5, 40, 3000])))
+        with pytest.raises(CheckpointError, match=f"{path}.*(damaged|corrupt or truncated|Refusing)"):
+            checkpoints.safe_load(path)
 
 
 def test_missing_checkpoint(tmp_path):
