@@ -203,15 +203,19 @@ def compression(real, sets):
 
 
 def per_class_lines(named: dict, ylabel: str, class_names=None):
-    """One line per named set of per-class values (e.g. duplicate rate or FD of add vs concat GANs)."""
+    """One line per named set of per-class values (e.g. duplicate rate or FD of add vs concat GANs); with none
+    (a study notebook before the ledger has them), the empty axes say so."""
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
     for label, values in named.items():
         ax.plot(range(len(values)), values, marker="o", ms=3, lw=1, label=label)
-    n = len(next(iter(named.values())))
+    n = len(next(iter(named.values()))) if named else len(class_names or ())
     if class_names is not None and n <= 20:
         ax.set_xticks(range(n), list(class_names)[:n], fontsize=7, rotation=45 if max(map(len, class_names)) > 2 else 0)
     ax.set(xlabel="class", ylabel=ylabel)
-    ax.legend(fontsize=7)
+    if named:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "not in the run store yet", transform=ax.transAxes, ha="center", va="center", fontsize=8)
     fig.tight_layout()
     return fig
 

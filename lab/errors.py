@@ -38,4 +38,9 @@ class RunFileError(LabError):
 
 
 class NotInStore(LabError):
-    """Training is off (a notebook's TRAIN = False) and a run or a GAN set's metrics is not in the run store."""
+    """Training is off (a notebook's TRAIN = False) and a run or a GAN set's metrics is not in the run store;
+    `what` names it."""
+
+    def __init__(self, message: str, what: str = ""):
+        super().__init__(message)
+        self.what = what

@@ -10,7 +10,7 @@ from pathlib import Path
 from .config import ClassifierConfig, ECGANConfig, GANConfig
 from .data import load_dataset, subset
 from .errors import LabError, NotInStore
-from .runs import Run, default_root, get_or_train, not_in_store, training
+from .runs import Run, default_root, get_or_train, if_stored, not_in_store, training
 
 
 # The paper's real subsets are 10k..50k of 50k training images: these fractions of the train split.
@@ -180,6 +180,21 @@ def gan_set(cfg: GANConfig, seeds, root=None) -> list:
     return [gan_run(cfg.replace(seed=s), root) for s in seeds]
 
 
+def gan_pool(cfg: GANConfig, seeds, root=None) -> list:
+    """`gan_set`, except that with training off (`lab.runs.set_training`) it returns the GANs of the leading
+    seeds the store holds (a set of k GANs uses seeds 0 .. k-1: these are the sets a notebook can show) and prints
+    one line naming the first it lacks; NotInStore where it lacks the first."""
+    if training():
+        return gan_set(cfg, seeds, root)
+    pool = []
+    for s in seeds:
+        run = gan_run(cfg.replace(seed=s), root) if not pool else if_stored(gan_run, cfg.replace(seed=s), root)
+        if run is None:
+            break
+        pool.append(run)
+    return pool
+
+
 def store(root=None) -> Path:
     """The run store: `root`, else $LAB_RUNS, else ./runs."""
     return Path(root or default_root())
@@ -212,7 +227,8 @@ def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None,
     if path.exists():
         return json.loads(path.read_text())
     if not training():
-        raise NotInStore(not_in_store(f"the metrics of the GAN set {' + '.join(names)}", store(root)))
+        what = f"the metrics of the GAN set {' + '.join(names)}"
+        raise NotInStore(not_in_store(what, store(root)), what)
     dev = resolve_device(device)
     cfg = filter_run.config(ClassifierConfig)
     gens = [load_generator(r.path, device=dev) for r in gan_runs]

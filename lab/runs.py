@@ -193,7 +193,8 @@ def get_or_train(cfg, train_fn, root=None, **kwargs) -> Run:
     if run.is_done(steps):
         return run
     if not training():
-        raise NotInStore(not_in_store(f"the {cfg.kind} run {run.path.name}", run.path.parent.parent))
+        what = f"the {cfg.kind} run {run.path.name}"
+        raise NotInStore(not_in_store(what, run.path.parent.parent), what)
     holder = lock_holder(run.path)
     if holder and holder != os.getpid():
         print(f"waiting for {run.path.name}: process {holder} is training it", flush=True)
@@ -224,6 +225,17 @@ def training() -> bool:
 def not_in_store(what: str, root) -> str:
     return (f"{what} is not in the run store {root}, and training is off (TRAIN = False): `python -m lab study` "
             f"adds the study's runs to its ledger (then run the notebook again), or TRAIN = True computes it here.")
+
+
+def if_stored(fn, *args, **kwargs):
+    """`fn(*args, **kwargs)`, or None where training is off and the store lacks a run (or metrics) it needs, with
+    one printed line naming it: a study notebook shows what the ledger has and says what it does not."""
+    try:
+        return fn(*args, **kwargs)
+    except NotInStore as e:
+        print(f"Not in the run store: {e.what or e}. TRAIN = True computes it here; `python -m lab study` adds the "
+              f"study's own runs to its ledger.")
+        return None
 
 
 # --- One writer per run directory --------------------------------------------------------------

@@ -194,6 +194,37 @@ def test_with_training_off_a_gan_sets_metrics_are_read_not_computed(tmp_path, tr
     assert not (tmp_path / "metrics").exists()
 
 
+def test_if_stored_names_what_the_store_lacks_in_one_line_and_gives_none(tmp_path, training_off, capsys):
+    from lab import experiments as ex
+
+    assert runs.if_stored(lambda a, b=0: a + b, 1, b=2) == 3  # anything else passes through
+    gan, filt = runs.Run(tmp_path / "gan" / "g0"), runs.Run(tmp_path / "classifier" / "f")
+    assert runs.if_stored(ex.gan_set_metrics, [gan], filt, 10, tmp_path, n_fid=0, threshold=0.9) is None
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "the metrics of the GAN set g0" in out and "TRAIN = True computes it" in out
+    with pytest.raises(ConfigError):  # only a missing run is turned into None
+        runs.if_stored(runs.set_training, "no")
+
+
+def test_a_gan_pool_with_training_off_is_the_leading_seeds_the_store_holds(tmp_path, capsys):
+    from lab import experiments as ex
+
+    calls = []
+    cfg = preset("digits-smoke")
+    for seed in (0, 1, 3):  # seed 2 missing: a set of k GANs uses seeds 0 .. k-1, so the pool stops at 1
+        runs.get_or_train(cfg.replace(seed=seed), _marking_done(calls), root=tmp_path)
+    runs.set_training(False)
+    try:
+        pool = ex.gan_pool(cfg, range(4), tmp_path)
+        assert [r.path.name for r in pool] == [runs.run_dir(cfg.replace(seed=s)).name for s in (0, 1)]
+        assert runs.run_dir(cfg.replace(seed=2)).name in capsys.readouterr().out
+        with pytest.raises(NotInStore, match=runs.run_dir(cfg.replace(seed=2)).name):  # none to show: the error
+            ex.gan_pool(cfg, range(2, 4), tmp_path)
+    finally:
+        runs.set_training(True)
+    assert len(calls) == 3 and not runs.run_dir(cfg.replace(seed=2), tmp_path).exists()
+
+
 def test_get_or_train_waits_for_another_trainer_of_the_same_run_and_does_not_train_it_again(tmp_path):
     import threading
     import time

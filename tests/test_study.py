@@ -257,7 +257,7 @@ def test_every_ledger_run_is_named_by_its_config():
 
 @pytest.mark.skipif(not Path(fashion_idx.FASHION_IDX_DIR, "t10k-labels-idx1-ubyte.gz").is_file(),
                     reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
-@pytest.mark.parametrize("nb", ["04_classifier_on_samples", "07_ecgan_svhn"])
+@pytest.mark.parametrize("nb", ["04_classifier_on_samples", "05_concat_vs_add", "06_multi_gan", "07_ecgan_svhn"])
 def test_a_study_notebook_opens_on_the_committed_ledger_and_trains_nothing(tmp_path, nb):
     """PROFILE = "study": the notebook shows the committed ledger's runs (a run the ledger lacks is named, not
     trained), and its run store ends with exactly the ledger's runs."""
