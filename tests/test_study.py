@@ -196,8 +196,7 @@ def test_rates_are_per_kind_and_per_ecgan_method_from_this_cpus_records(tmp_path
 
 def test_a_streams_rule_is_estimated_by_its_own_records_else_by_its_measured_default(tmp_path):
     """The quantile rule at base 0.9 draws 10 samples per image, FreeMatch's about one: a stream of each is
-    estimated by its rule's records, else by the rule's measured default (FreeMatch's run took a third of a fixed
-    stream's: the median over all streams fits neither)."""
+    estimated by its rule's records (a lane must not start a 2-hour run on a 46-minute estimate)."""
     streams = {(j.config.threshold_mode, j.config.threshold): j for j in study.manifest("study")
                if j.kind == "classifier" and j.config.source == "gan" and j.config.seed == 0}
     quantile, freematch, fixed = streams[("quantile", 0.9)], streams[("freematch", 0.9)], streams[("fixed", 0.9)]
