@@ -91,12 +91,15 @@ def _method_key(cfg) -> str | None:
 def rates(ledger) -> dict:
     """{"gan" | "real" | "stream" | "ecgan" | "ecgan:<method>": median seconds per step of the ledger's runs of
     that kind (and EC-GAN method) trained on this CPU}: a run's wall time from its record (evaluations, export)
-    where that covers its training, else its training seconds (from its stats: a resumed run whole)."""
-    from .host import cpu_model
+    where that covers its training, else its training seconds (from its stats: a resumed run whole). This CPU:
+    the same model name and vector capability (the AVX2 and the Zen 4 EPYC both call themselves "AMD EPYC",
+    and the same demo took 462-597 s on the one, 158 s on the other)."""
+    from .host import cpu_kind, cpu_model
 
-    per, cpu = {}, cpu_model()
+    per, here = {}, (cpu_model(), cpu_kind())
     for k, name, rec in lg.records(ledger):
-        if rec.get("machine", {}).get("cpu") != cpu:
+        m = rec.get("machine", {})
+        if (m.get("cpu"), m.get("cpu_kind")) != here:
             continue
         run = Run(Path(ledger) / k / name)
         cfg = run.config({"gan": GANConfig, "classifier": ClassifierConfig, "ecgan": ECGANConfig}[k])
