@@ -41,6 +41,8 @@ class NotInStore(LabError):
     """Training is off (a notebook's TRAIN = False) and a run or a GAN set's metrics is not in the run store;
     `what` names it."""
 
-    def __init__(self, message: str, what: str = ""):
-        super().__init__(message)
+    def __init__(self, what: str, root):
+        super().__init__(f"{what} is not in the run store {root}, and training is off (TRAIN = False): `python -m lab "
+                         f"study` adds the study's runs to its ledger (then run the notebook again), or TRAIN = True "
+                         f"computes it here.")
         self.what = what

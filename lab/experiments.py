@@ -10,7 +10,7 @@ from pathlib import Path
 from .config import ClassifierConfig, ECGANConfig, GANConfig
 from .data import load_dataset, subset
 from .errors import LabError, NotInStore
-from .runs import Run, default_root, get_or_train, if_stored, not_in_store, training
+from .runs import Run, default_root, get_or_train, if_stored, training
 
 
 # The paper's real subsets are 10k..50k of 50k training images: these fractions of the train split.
@@ -227,8 +227,7 @@ def gan_set_metrics(gan_runs: list, filter_run: Run, n: int = 10_000, root=None,
     if path.exists():
         return json.loads(path.read_text())
     if not training():
-        what = f"the metrics of the GAN set {' + '.join(names)}"
-        raise NotInStore(not_in_store(what, store(root)), what)
+        raise NotInStore(f"the metrics of the GAN set {' + '.join(names)}", store(root))
     dev = resolve_device(device)
     cfg = filter_run.config(ClassifierConfig)
     gens = [load_generator(r.path, device=dev) for r in gan_runs]

@@ -193,8 +193,7 @@ def get_or_train(cfg, train_fn, root=None, **kwargs) -> Run:
     if run.is_done(steps):
         return run
     if not training():
-        what = f"the {cfg.kind} run {run.path.name}"
-        raise NotInStore(not_in_store(what, run.path.parent.parent), what)
+        raise NotInStore(f"the {cfg.kind} run {run.path.name}", run.path.parent.parent)
     holder = lock_holder(run.path)
     if holder and holder != os.getpid():
         print(f"waiting for {run.path.name}: process {holder} is training it", flush=True)
@@ -223,8 +222,7 @@ def training() -> bool:
 
 
 def not_in_store(what: str, root) -> str:
-    return (f"{what} is not in the run store {root}, and training is off (TRAIN = False): `python -m lab study` "
-            f"adds the study's runs to its ledger (then run the notebook again), or TRAIN = True computes it here.")
+    return str(NotInStore(what, root))
 
 
 def if_stored(fn, *args, **kwargs):
@@ -233,7 +231,7 @@ def if_stored(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except NotInStore as e:
-        print(f"Not in the run store: {e.what or e}. TRAIN = True computes it here; `python -m lab study` adds the "
+        print(f"Not in the run store: {e.what}. TRAIN = True computes it here; `python -m lab study` adds the "
               f"study's own runs to its ledger.")
         return None
 
