@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .config import ClassifierConfig, Config, ECGANConfig, GANConfig
 from .errors import ConfigError, LabError, NotInStore
-from .runs import LOCK, Run, lock_holder, not_in_store, run_dir, run_lock, training  # noqa: F401 (LOCK, run_lock: API too)
+from .runs import LOCK, Run, lock_holder, run_dir, run_lock, training  # noqa: F401 (LOCK, run_lock: API too)
 
 KINDS = {c.KIND: c for c in (GANConfig, ClassifierConfig, ECGANConfig)}
 
@@ -101,7 +101,7 @@ def run(configs, backend: str = "local", address: str = None, root=None, num_cpu
     if not training():  # read the store only, on any backend: what it lacks is reported, nothing is trained
         done = [Run(p).is_done(_steps(c)) for c, p in zip(configs, paths)]
         return [Result(c, Run(p) if ok else None,
-                       None if ok else f"{NotInStore.__name__}: {not_in_store(f'the {c.kind} run {p.name}', root)}")
+                       None if ok else f"{NotInStore.__name__}: {NotInStore(f'the {c.kind} run {p.name}', root)}")
                 for c, p, ok in zip(configs, paths, done)]
     jobs = {}  # run path -> (index of its first config, config); in submission order
     for i, (c, p) in enumerate(zip(configs, paths)):

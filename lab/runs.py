@@ -221,10 +221,6 @@ def training() -> bool:
     return _training["on"]
 
 
-def not_in_store(what: str, root) -> str:
-    return str(NotInStore(what, root))
-
-
 def if_stored(fn, *args, **kwargs):
     """`fn(*args, **kwargs)`, or None where training is off and the store lacks a run (or metrics) it needs, with
     one printed line naming it: a study notebook shows what the ledger has and says what it does not."""
