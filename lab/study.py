@@ -19,16 +19,16 @@ from . import ledger as lg
 from .errors import LabError
 from .jobs import check_kinds, estimate, in_ledger, plan, rates, ready, record_dataset, run_job, select
 from .manifest import Job, manifest, needs  # noqa: F401 (Job: the study's API too)
-from .runs import lock_holder, run_dir
+from .runs import lock_holder
 
 
 # --- Lanes --------------------------------------------------------------------------------------
-def _claim(job: Job, root, ledger):
-    """An exclusive claim on the job (the run's lock file, a metrics job's own), or None when another lane
+def _claim(name: str, root):
+    """An exclusive claim on the job named `name` (a run's name, a metrics job's own), or None when another lane
     holds it."""
     import fcntl
 
-    path = Path(root) / ".study-claims" / (job.name(root).replace(":", "-").replace("+", "_")[:200] + ".lock")
+    path = Path(root) / ".study-claims" / (name.replace(":", "-").replace("+", "_")[:200] + ".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, "a+")
     try:
@@ -41,7 +41,8 @@ def _claim(job: Job, root, ledger):
 
 def lane(jobs: list, root, ledger, deadline: float, profile: str, data_root: str, log=print) -> list:
     """Take the first ready, unclaimed job that fits before `deadline`, do it, repeat; returns what it did.
-    Waits while every remaining job waits on a run another lane is training."""
+    With nothing to take, waits while a job that fits reads a run another lane (or process) is training, and
+    returns otherwise: a job another lane holds is not waited for, unless a job here reads its run."""
     from .host import machine
 
     where = machine()  # now, before any job: the code this process runs
@@ -63,7 +64,7 @@ def lane(jobs: list, root, ledger, deadline: float, profile: str, data_root: str
         for j in fits:
             if not ready(j, root, ledger):
                 continue
-            claim = _claim(j, root, ledger)
+            claim = _claim(j.name(root), root)
             if claim is None:
                 continue
             if in_ledger(j, ledger):  # finished by another lane meanwhile
@@ -72,9 +73,8 @@ def lane(jobs: list, root, ledger, deadline: float, profile: str, data_root: str
             picked = (j, claim)
             break
         if picked is None:
-            if not any(_claim_busy(j, root) for j in todo) and not any(lock_holder(run_dir(j.config, root))
-                                                                         for j in todo if j.config is not None):
-                return done  # nothing runs anywhere and nothing is ready: the rest waits on a later session
+            if not any(_training(k, n, root) for j in fits if not ready(j, root, ledger) for k, n in needs(j)):
+                return done  # no job here reads a run in training: the rest waits on a later session
             time.sleep(5)
             continue
         j, claim = picked
@@ -106,12 +106,13 @@ def _failed(root, deadline) -> set:
     return out
 
 
-def _claim_busy(job: Job, root) -> bool:
-    f = _claim(job, root, None)
+def _training(kind: str, name: str, root) -> bool:
+    """Whether a lane holds the claim on the run `<root>/<kind>/<name>` or a process its lock (trains it now)."""
+    f = _claim(name, root)
     if f is None:
         return True
     f.close()
-    return False
+    return lock_holder(Path(root) / kind / name) is not None
 
 
 def _exit_with_parent() -> None:

@@ -11,7 +11,7 @@ from lab import ledger as lg
 from lab.errors import LabError
 from lab import jobs as jobs_
 from lab import fashion_idx, profiles, report, study
-from lab.runs import Run, run_dir
+from lab.runs import Run, run_dir, run_lock
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -150,6 +150,38 @@ def test_only_takes_the_jobs_of_the_kinds_named(tmp_path, tiny, digits_root):
     real = jobs_.select(study.manifest(tiny, str(digits_root), steps=4), ("real",))
     assert len(out) == len(real) and {p.parent.name for p in map(Path, out)} == {"classifier"}
     assert not (ledger / "gan").exists() and not (root / "gan").exists()
+
+
+def test_a_lane_waits_only_for_a_run_in_training_that_one_of_its_jobs_reads(tmp_path, tiny, digits_root, monkeypatch):
+    class Waited(Exception):
+        pass
+
+    def sleep(seconds):
+        raise Waited
+
+    monkeypatch.setattr(study.time, "sleep", sleep)
+    jobs = study.manifest(tiny, str(digits_root), steps=4)
+    stream = next(j for j in jobs if jobs_.job_kind(j) == "stream")
+    real = next(j for j in jobs if jobs_.job_kind(j) == "real" and ("classifier", j.name()) not in study.needs(stream))
+    (_, gan), (_, filt) = study.needs(stream)
+    root, ledger, deadline = tmp_path / "runs", tmp_path / "ledger", study.time.time() + 3600
+
+    def lane(*jobs):
+        return study.lane(list(jobs), root, ledger, deadline, tiny, str(digits_root), log=lambda m: None)
+
+    # Another lane trains a real run that the stream does not read, and nobody trains the stream's GAN or
+    # filter: nothing to wait for (the stream waits on a later session).
+    other_lane = study._claim(real.name(root), root)
+    assert lane(real) == [] and lane(real, stream) == []
+    # A lane trains the stream's GAN (holds its claim), or a process its filter (holds the run's lock): it waits.
+    gan_lane = study._claim(gan, root)
+    with pytest.raises(Waited):
+        lane(real, stream)
+    gan_lane.close()
+    with run_lock(root / "classifier" / filt):
+        with pytest.raises(Waited):
+            lane(stream)
+    other_lane.close()
 
 
 def test_a_plan_takes_jobs_in_priority_order_within_its_budget_and_only_what_can_run(tmp_path):
