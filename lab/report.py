@@ -2,6 +2,7 @@
 adequacy rules, the verdicts (`lab.claims`), Table I and EC-GAN's Table 1 beside the papers' values, each GAN's
 per-class acceptance, and the key figures. The page depends on the ledger alone (its date is the newest
 export's), so `make test` can check that the committed RESULTS.md is exactly what the committed ledger gives."""
+import json
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -212,20 +213,29 @@ def _err(run) -> str:
 
 
 def _cpu_time(s: Study) -> str:
-    """Seconds of the ledger's runs per machine (each run one thread of that machine) and kind: a run's training
-    time from its stats (resumed runs included), else the wall time of the process that finished it."""
+    """Seconds of the ledger's jobs per machine (each one thread of that machine) and kind: a run's training
+    time from its stats (resumed runs included), else the wall time of the process that finished it; a GAN set's
+    metrics (FID, acceptance) the wall time its record names. Columns in a fixed order, the total last."""
     if not s.records:
         return "(no records)"
+    jobs = [(kind, rec.get("train_seconds") or lg.train_seconds(Run(s.root / kind / name)) or rec.get("seconds") or 0.0,
+             rec.get("machine") or {}) for kind, name, rec in s.records]
+    for folder in ("metrics", "acceptance"):
+        for p in sorted((Path(s.root) / folder).glob("*.json")):
+            rec = json.loads(p.read_text()).get("record") or {}
+            if rec.get("machine"):  # a ledger's (a run store's own cache names no machine)
+                jobs.append(("metrics", rec.get("seconds") or 0.0, rec["machine"]))
     by = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))
-    for kind, name, rec in s.records:
-        m = rec.get("machine") or {}
+    for kind, sec, m in jobs:
         cpu = f"{m.get('cpu', 'unknown CPU')}, {m.get('cpu_kind', 'kind not recorded')}"
-        where = m.get("gpu") or f"{cpu} ({m.get('torch_threads', '?')} thread(s) a run)"
+        where = m.get("gpu") or f"{cpu} ({m.get('torch_threads', '?')} thread(s) a job)"
         by[where][kind][0] += 1
-        by[where][kind][1] += rec.get("train_seconds") or lg.train_seconds(Run(s.root / kind / name)) or rec.get("seconds") or 0.0
-    rows = [{"machine": w, **{k: f"{n} runs, {sec / 3600:.2f} h" for k, (n, sec) in kinds.items()},
-             "total (h)": round(sum(sec for _, sec in kinds.values()) / 3600, 2)} for w, kinds in sorted(by.items())]
-    return tb.markdown_table(pd.DataFrame(rows).fillna("–"))
+        by[where][kind][1] += sec
+    order = [k for k in ("gan", "classifier", "ecgan", "metrics") if any(k in kinds for kinds in by.values())]
+    rows = [{"machine": w, **{k: f"{kinds[k][0]} {'runs' if k != 'metrics' else 'jobs'}, {kinds[k][1] / 3600:.2f} h"
+                              if k in kinds else "–" for k in order},
+             "total (h)": f"{sum(sec for _, sec in kinds.values()) / 3600:.2f}"} for w, kinds in sorted(by.items())]
+    return tb.markdown_table(pd.DataFrame(rows))
 
 
 def _adaptive_table(s: Study) -> str:

@@ -194,3 +194,28 @@ def test_the_ecgan_figure_keeps_its_legend_off_the_bars():
     from lab.ecgan_tables import METHOD_LABELS
 
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [METHOD_LABELS[m] for m in ex.METHODS]
+
+
+def test_the_cpu_time_table_sums_every_job_per_machine_in_a_fixed_column_order(tmp_path):
+    """Hours per machine and kind (GAN, classifier, EC-GAN, then the GAN sets' metrics and acceptance jobs from
+    their own records), the total last, whichever machine's runs came first; a metrics file that names no
+    machine (a run store's cache) is not a ledger job."""
+    from types import SimpleNamespace
+
+    avx2 = {"cpu": "AMD EPYC", "cpu_kind": "AVX2", "torch_threads": 1, "gpu": None}
+    zen4 = {**avx2, "cpu_kind": "AVX-512 BF16"}
+    records = [("classifier", "c1", {"train_seconds": 1800.0, "machine": zen4}),
+               ("gan", "g1", {"train_seconds": 3600.0, "machine": avx2}),
+               ("classifier", "c2", {"train_seconds": 5400.0, "machine": avx2}),
+               ("ecgan", "e1", {"train_seconds": 900.0, "machine": avx2})]
+    for folder, name, rec in (("metrics", "m1", {"seconds": 720.0, "machine": zen4}),
+                              ("acceptance", "a1", {"seconds": 180.0, "machine": zen4}),
+                              ("metrics", "m2", None)):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / f"{name}.json").write_text(json.dumps({"gans": [name], **({"record": rec} if rec else {})}))
+    table = report._cpu_time(SimpleNamespace(records=records, root=tmp_path)).splitlines()
+    assert table[0] == "| machine | gan | classifier | ecgan | metrics | total (h) |"
+    assert table[2] == ("| AMD EPYC, AVX-512 BF16 (1 thread(s) a job) | – | 1 runs, 0.50 h | – | 2 jobs, 0.25 h "
+                        "| 0.75 |")
+    assert table[3] == "| AMD EPYC, AVX2 (1 thread(s) a job) | 1 runs, 1.00 h | 1 runs, 1.50 h | 1 runs, 0.25 h | – | 2.75 |"
+    assert report._cpu_time(SimpleNamespace(records=[], root=tmp_path)) == "(no records)"
