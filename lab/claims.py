@@ -44,7 +44,7 @@ def pham_claims(s: Study) -> list:
     mix = [s.gans[("add", i)] for i in range(k) if ("add", i) in s.gans]
     singles = _blocks(s, "add")
     most, each = stream_rows(s, mix), per_gan_errors(s, singles)
-    c = compare(most["error"], each, "lower")
+    c = compare(most["error"], each, "lower", ("seeds", "GANs"))
     out.append(_claim("Pham et al.", f"A uniform mixture of {k} GANs lowers the error against one GAN",
                       "11.75 → 9.32 % (CIFAR-10, 4 GANs)",
                       f"{c['a']} vs {c['b']} % (p over the classifier seeds of the one {k}-GAN set and over "

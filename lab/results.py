@@ -98,8 +98,9 @@ def load(root=lg.DEFAULT, profile: str = "study", data_root: str = "data", steps
 
 
 # --- The verdict rule --------------------------------------------------------------------------
-def compare(a, b, claim: str, unit: str = "seeds") -> dict:
-    """Does "a < b" (claim "lower") or "a > b" (claim "higher") hold across seeds (or GANs)?
+def compare(a, b, claim: str, unit: str | tuple = "seeds") -> dict:
+    """Does "a < b" (claim "lower") or "a > b" (claim "higher") hold across seeds (or GANs)? `unit` names what
+    each side's values are over, one for both or (a's, b's).
 
     Welch's t-test, two-sided: "reproduced" when the means differ in the claimed direction with p < ALPHA,
     "not reproduced" when they differ the other way with p < ALPHA, "inconclusive" otherwise (or when a
@@ -107,7 +108,8 @@ def compare(a, b, claim: str, unit: str = "seeds") -> dict:
     from scipy.stats import ttest_ind
 
     a, b = np.asarray(a, float), np.asarray(b, float)
-    out = {"a": tb.format_pm(pd.Series(a), unit), "b": tb.format_pm(pd.Series(b), unit),
+    ua, ub = (unit, unit) if isinstance(unit, str) else unit
+    out = {"a": tb.format_pm(pd.Series(a), ua), "b": tb.format_pm(pd.Series(b), ub),
            "diff": a.mean() - b.mean() if len(a) and len(b) else float("nan"), "p": None}
     if len(a) < 2 or len(b) < 2:
         return {**out, "verdict": "inconclusive" if len(a) and len(b) else "missing runs"}

@@ -137,6 +137,7 @@ def test_results_md_from_a_known_store(tmp_path, smoke3):
     assert f"| {_p(ttest_ind([93.5, 93.7, 93.9], [92.0, 92.2, 92.4], equal_var=False).pvalue)} |" in bn
     assert "20.10 ± 0.10 (3 seeds) vs 4.01 ± 0.01 (3 seeds)" in text  # one GAN vs all 4,000 real images
     assert "31.03 ± 0.95 (3 GANs) vs 21.03 ± 0.95 (3 GANs)" in text  # concat vs add: the spread between GANs
+    assert "15.10 ± 0.10 (3 seeds) vs 21.03 ± 0.95 (3 GANs) % (p over the classifier seeds" in text  # 2 GANs vs 1
     assert "99.0" not in text  # the stray run is not the study's
     assert "| 2 GANs |" in text and "11.75 ± 0.23" in text  # Table I with the paper's CIFAR-10 values
     assert "## EC-GAN Table 1 analogue" in text and "88.63" in text
