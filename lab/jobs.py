@@ -88,12 +88,17 @@ def _method_key(cfg) -> str | None:
     return None
 
 
+RECENT = 5  # `rates` takes the median of this CPU's newest records of a kind: a faster code path shows in a few runs
+
+
 def rates(ledger) -> dict:
-    """{"gan" | "real" | "stream" | "ecgan" | "ecgan:<method>": median seconds per step of the ledger's runs of
-    that kind (and EC-GAN method) trained on this CPU}: a run's wall time from its record (evaluations, export)
-    where that covers its training, else its training seconds (from its stats: a resumed run whole). This CPU:
-    the same model name and vector capability (the AVX2 and the Zen 4 EPYC both call themselves "AMD EPYC",
-    and the same demo took 462-597 s on the one, 158 s on the other)."""
+    """{"gan" | "real" | "stream" | "ecgan" | "ecgan:<method>": median seconds per step of the newest `RECENT`
+    ledger runs of that kind (and EC-GAN method) trained on this CPU}: a run's wall time from its record
+    (evaluations, export) where that covers its training, else its training seconds (from its stats: a resumed
+    run whole). The newest, because the code gets faster (the streams drawing in channels_last took half the
+    time of the many runs before): the median of all would overestimate, and a lane would leave time unused.
+    This CPU: the same model name and vector capability (the AVX2 and the Zen 4 EPYC both call themselves
+    "AMD EPYC", and the same demo took 462-597 s on the one, 158 s on the other)."""
     from .host import cpu_kind, cpu_model
 
     per, here = {}, (cpu_model(), cpu_kind())
@@ -107,8 +112,9 @@ def rates(ledger) -> dict:
         if seconds and cfg.steps:
             for key in (_kind(cfg), _method_key(cfg)):
                 if key:
-                    per.setdefault(key, []).append(seconds / cfg.steps)
-    return {k: sorted(v)[len(v) // 2] for k, v in per.items()}
+                    per.setdefault(key, []).append((rec.get("exported") or "", seconds / cfg.steps))
+    newest = {k: [r for _, r in sorted(v, key=lambda e: e[0])[-RECENT:]] for k, v in per.items()}
+    return {k: sorted(v)[len(v) // 2] for k, v in newest.items()}
 
 
 def estimate(job: Job, ledger, profile: str = "study", known: dict = None, root=None, cached: bool = None) -> float:

@@ -229,6 +229,28 @@ def test_rates_are_per_kind_and_per_ecgan_method_from_this_cpus_records(tmp_path
     assert jobs_.estimate(ec["shared-dcgan"], tmp_path, known=r) == pytest.approx(1500)  # none of its own: the slowest
 
 
+def test_rates_follow_this_cpus_newest_records(tmp_path):
+    """Streams drawn in channels_last took half the time of the many runs before them: the rate is the median of
+    the newest `RECENT` records of a kind on this CPU, so a few runs of faster code set it."""
+    from lab.host import cpu_kind, cpu_model
+    from lab.presets import preset
+
+    base = preset("classifier-fashion-study").replace(source="gan", gans=("g",), threshold=0.9)
+    old, new = [0.6] * 6, [0.29] * 3
+    for i, rate in enumerate(old + new):
+        run = tmp_path / "classifier" / f"r{i}"
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps(base.replace(seed=i).to_dict()))
+        (run / "record.json").write_text(json.dumps({
+            "seconds": rate * base.steps, "exported": f"2026-12-{1 + i:02d} 10:00:00",
+            "machine": {"cpu": cpu_model(), "cpu_kind": cpu_kind()}}))
+    assert jobs_.RECENT == 5
+    assert jobs_.rates(tmp_path)["stream"] == pytest.approx(0.29)  # the newest 5: three fast, two slow
+    (tmp_path / "classifier" / "r8" / "record.json").unlink()
+    (tmp_path / "classifier" / "r7" / "record.json").unlink()
+    assert jobs_.rates(tmp_path)["stream"] == pytest.approx(0.6)  # one fast among the newest 5
+
+
 def test_a_streams_rule_is_estimated_by_its_own_records_else_by_its_measured_default(tmp_path):
     """The quantile rule at base 0.9 draws 10 samples per image, FreeMatch's about one: a stream of each is
     estimated by its rule's records (a lane must not start a 2-hour run on a 46-minute estimate)."""
