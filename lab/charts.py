@@ -162,12 +162,16 @@ def metric_scatter(sets, correlations, metrics=("IS", "FID", "feature FD", "CAS"
     """
     rho = {r["metric"]: r for r in correlations}
     fig, axes = plt.subplots(1, len(metrics), figsize=(PAGE_WIDTH_IN, 1.9), sharey=True)
-    sc = None
+    # One colour per set size, the same in every panel (a colour scale per panel would not be).
+    sizes = sorted({int(k) for k in sets["GANs"]}) if "GANs" in sets else []
+    colour = {k: plt.get_cmap("viridis")(i / max(1, len(sizes) - 1)) for i, k in enumerate(sizes)}
     for ax, m in zip(axes, metrics):
         d = sets[["error", m, "GANs"]].dropna() if m in sets else sets.iloc[0:0]
-        if len(d):
-            sc = ax.scatter(d[m], d["error"], c=d["GANs"], cmap="viridis", s=14)
-        else:
+        for k in sizes:
+            dk = d[d["GANs"] == k]
+            if len(dk):
+                ax.scatter(dk[m], dk["error"], color=colour[k], s=14, label=f"{k} GAN{'s' if k > 1 else ''}")
+        if not len(d):
             ax.text(0.5, 0.5, "not computed", ha="center", va="center", fontsize=7, transform=ax.transAxes)
         r = rho.get(m, {})
         num = lambda v: "–" if v is None or v != v else f"{v:.2g}"  # None / NaN: too few sets for a value
@@ -175,8 +179,11 @@ def metric_scatter(sets, correlations, metrics=("IS", "FID", "feature FD", "CAS"
         ax.set_xlabel(m, fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("error (%)")
-    if sc is not None:
-        fig.colorbar(sc, ax=axes, label="GANs", shrink=0.8)
+    if sizes:
+        handles = [plt.Line2D([], [], ls="", marker="o", ms=4, color=colour[k]) for k in sizes]
+        fig.legend(handles, [f"{k} GAN{'s' if k > 1 else ''}" for k in sizes], loc="center left",
+                   bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)  # beside the panels: over no point
+    fig.tight_layout()
     return fig
 
 

@@ -190,3 +190,27 @@ def test_the_metric_scatter_titles_fit_their_panels():
     assert titles[1].get_text() == "ρ = 1\n(n = 3, p = 0.33)" and titles[0].get_text() == "ρ = –\n(n = 0, p = –)"
     boxes = [t.get_window_extent() for t in titles]
     assert not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))
+
+
+def test_the_metric_scatter_colours_a_set_size_alike_in_every_panel():
+    """A panel that lacks the largest set (no unfiltered stream of it: no CAS) colours the 2-GAN set as the
+    others do; the legend names each size and lies beside the panels, over no point."""
+    import numpy as np
+    import pandas as pd
+
+    from lab.charts import metric_scatter
+
+    sets = pd.DataFrame({"error": [30.0, 25.0, 20.0], "IS": [None] * 3, "FID": [50.0, 40.0, 30.0],
+                         "feature FD": [9.0, 8.0, 7.0], "CAS": [60.0, 61.0, None], "GANs": [1, 2, 4]})
+    fig = metric_scatter(sets, [])
+    fig.canvas.draw()
+
+    def colours(ax):
+        return {tuple(np.round(c.get_offsets()[0], 3)): tuple(c.get_facecolor()[0]) for c in ax.collections}
+
+    fid, cas = colours(fig.axes[1]), colours(fig.axes[3])
+    assert len(fid) == 3 and len(cas) == 2 and len(set(fid.values())) == 3
+    assert cas[(61.0, 25.0)] == fid[(40.0, 25.0)] and cas[(60.0, 30.0)] == fid[(50.0, 30.0)]
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["1 GAN", "2 GANs", "4 GANs"]
+    assert not any(legend.get_window_extent().overlaps(ax.get_window_extent()) for ax in fig.axes)
