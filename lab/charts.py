@@ -165,12 +165,13 @@ def metric_scatter(sets, correlations, metrics=("IS", "FID", "feature FD", "CAS"
     # One colour per set size, the same in every panel (a colour scale per panel would not be).
     sizes = sorted({int(k) for k in sets["GANs"]}) if "GANs" in sets else []
     colour = {k: plt.get_cmap("viridis")(i / max(1, len(sizes) - 1)) for i, k in enumerate(sizes)}
+    label = {k: f"{k} GAN{'s' if k > 1 else ''}" for k in sizes}
     for ax, m in zip(axes, metrics):
         d = sets[["error", m, "GANs"]].dropna() if m in sets else sets.iloc[0:0]
         for k in sizes:
             dk = d[d["GANs"] == k]
             if len(dk):
-                ax.scatter(dk[m], dk["error"], color=colour[k], s=14, label=f"{k} GAN{'s' if k > 1 else ''}")
+                ax.scatter(dk[m], dk["error"], color=colour[k], s=14)
         if not len(d):
             ax.text(0.5, 0.5, "not computed", ha="center", va="center", fontsize=7, transform=ax.transAxes)
         r = rho.get(m, {})
@@ -181,7 +182,7 @@ def metric_scatter(sets, correlations, metrics=("IS", "FID", "feature FD", "CAS"
     axes[0].set_ylabel("error (%)")
     if sizes:
         handles = [plt.Line2D([], [], ls="", marker="o", ms=4, color=colour[k]) for k in sizes]
-        fig.legend(handles, [f"{k} GAN{'s' if k > 1 else ''}" for k in sizes], loc="center left",
+        fig.legend(handles, [label[k] for k in sizes], loc="center left",
                    bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)  # beside the panels: over no point
     fig.tight_layout()
     return fig
